@@ -1,0 +1,325 @@
+"""The trial runner: train one configuration and record how it converged.
+
+``run_trial(config, on_metrics)`` is a pure function of its config (no Ray, no SQL): the sweep
+layer calls it inside a Ray task and stores what ``on_metrics`` streams. The loop is written
+to cost little over a hand-written PyTorch loop: data lives on the device, batches are index
+slices, per-step losses go into a preallocated device buffer and the host reads them (one
+sync) only every ``log_every`` steps, where divergence is also checked, to the exact step.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import socket
+import time
+import traceback
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+
+from bench_service.engine.config import Component, TrialConfig
+from bench_service.engine.errors import ConfigError, StopTrial
+from bench_service.engine.optimizers import OPTIMIZERS, resolve_optimizer
+from bench_service.engine.records import MetricPoint, Scope, TrialResult
+from bench_service.engine.regularizers import REGULARIZERS, RegularizerEntry, resolve_regularizer
+from bench_service.engine.schedulers import SCHEDULERS, SchedulePlan, resolve_scheduler
+from bench_service.engine.workloads import ArchOptions, Workload, build_workload
+
+MetricsCallback = Callable[[list[MetricPoint]], None]
+
+
+@dataclass(frozen=True)
+class PreparedTrial:
+    """A validated trial: every name resolved, every hyperparameter filled in."""
+
+    config: TrialConfig
+    workload: Workload
+    optimizer_params: dict[str, Any]
+    scheduler_params: dict[str, Any]
+    regularizer: RegularizerEntry
+    regularizer_params: dict[str, Any]
+    arch: ArchOptions
+    batch_size: int
+    steps_per_epoch: int
+    epochs: int
+    total_steps: int
+
+    def resolved(self) -> dict[str, Any]:
+        """The effective hyperparameters of every axis (for storage and display)."""
+        return {
+            "workload": dict(self.workload.params),
+            "optimizer": self.optimizer_params,
+            "scheduler": self.scheduler_params,
+            "regularizer": self.regularizer_params,
+            "batch_size": self.batch_size,
+            "epochs": self.epochs,
+            "total_steps": self.total_steps,
+        }
+
+
+def prepare_trial(config: TrialConfig | Mapping[str, Any]) -> PreparedTrial:
+    """Resolve and check a config without training; raises ``ConfigError`` on any problem.
+
+    This is what the sweep planner calls for every grid cell before anything runs, so that an
+    incompatible combination (BatchNorm on a quadratic) is reported up front.
+    """
+    cfg = config if isinstance(config, TrialConfig) else TrialConfig.from_dict(config)
+    workload = build_workload(cfg.workload.name, dict(cfg.workload.params))
+    suggested = workload.optimizer_defaults.get(cfg.optimizer.name.lower(), {})
+    opt_hp = resolve_optimizer(
+        Component(cfg.optimizer.name, {**suggested, **cfg.optimizer.params})
+    )
+    sched_hp = resolve_scheduler(cfg.scheduler)
+    reg_entry = REGULARIZERS.get(cfg.regularizer.name, where="regularizer.name")
+    reg_hp = resolve_regularizer(cfg.regularizer)
+    arch = reg_entry.arch_options(reg_hp)
+    workload.check_arch(arch, where="regularizer")
+    if cfg.device.startswith("cuda") and not torch.cuda.is_available():
+        raise ConfigError("device", f"{cfg.device!r} requested but CUDA is not available here")
+
+    n = workload.data().n_train
+    batch_size = min(cfg.batch_size or workload.default_batch_size, n)
+    steps_per_epoch = n // batch_size + (1 if n % batch_size > 1 else 0)
+    if cfg.budget.steps is not None:
+        total = cfg.budget.steps
+        epochs = math.ceil(total / steps_per_epoch)
+    else:
+        epochs = cfg.budget.epochs or workload.default_epochs
+        total = epochs * steps_per_epoch
+    return PreparedTrial(
+        cfg, workload, opt_hp, sched_hp, reg_entry, reg_hp, arch, batch_size,
+        steps_per_epoch, epochs, total,
+    )
+
+
+def _best(name: str, values: list[float]) -> float:
+    finite = [v for v in values if math.isfinite(v)]
+    if not finite:
+        return math.nan
+    return max(finite) if "accuracy" in name else min(finite)
+
+
+class _Recorder:
+    """Collects metric points, streams them in batches and keeps the full record."""
+
+    def __init__(self, callback: MetricsCallback | None, t0: float) -> None:
+        self.callback = callback
+        self.t0 = t0
+        self.points: list[MetricPoint] = []
+        self._pending: list[MetricPoint] = []
+
+    def add(self, name: str, value: float, step: int, epoch: int, scope: Scope) -> None:
+        p = MetricPoint(name, float(value), step, epoch, time.perf_counter() - self.t0, scope)
+        self.points.append(p)
+        self._pending.append(p)
+
+    def flush(self) -> None:
+        if self._pending and self.callback is not None:
+            batch, self._pending = self._pending, []
+            self.callback(batch)
+        else:
+            self._pending = []
+
+
+def run_trial(
+    config: TrialConfig | Mapping[str, Any], on_metrics: MetricsCallback | None = None
+) -> TrialResult:
+    """Train one trial and return its full record; never raises for a bad run.
+
+    Args:
+        config: The trial (a ``TrialConfig`` or its dict form).
+        on_metrics: Called with each new batch of ``MetricPoint`` (every ``log_every`` steps
+            and every epoch). It may raise ``TrialPruned``/``TrialCancelled`` to stop the trial;
+            the record so far is kept and the status says why it stopped.
+
+    Returns:
+        A ``TrialResult`` with status ``completed``, ``diverged`` (with ``diverged_step``),
+        ``pruned``, ``cancelled`` or ``failed`` (with ``error``).
+    """
+    t0 = time.perf_counter()
+    rec = _Recorder(on_metrics, t0)
+    device = "cpu"
+    state: dict[str, Any] = {"step": 0, "epoch": 0, "train_time": 0.0, "examples": 0}
+    result = TrialResult(status="completed")
+    try:
+        prepared = prepare_trial(config)
+        device = prepared.config.device
+        _train(prepared, rec, state, result)
+    except StopTrial as stop:
+        result.status = stop.status  # type: ignore[assignment]
+    except ConfigError as exc:
+        result.status, result.error = "failed", str(exc)
+    except Exception as exc:  # user code (workload, optimizer, callback) must not kill us
+        result.status = "failed"
+        result.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
+    with contextlib.suppress(Exception):  # a failing callback at the end must not lose the record
+        rec.flush()
+    result.metrics = rec.points
+    result.steps = state["step"]
+    result.epochs = max(result.epochs, state["epoch"])
+    result.wall_time = time.perf_counter() - t0
+    result.device = device
+    result.extra.setdefault("host", socket.gethostname())
+    if state["train_time"] > 0:
+        result.examples_per_sec = state["examples"] / state["train_time"]
+    _summarise(result)
+    return result
+
+
+def _summarise(result: TrialResult) -> None:
+    """Fill ``final``/``best``: from a metric's epoch points if it has any, else its steps."""
+    epoch_vals: dict[str, list[float]] = {}
+    step_vals: dict[str, list[float]] = {}
+    for p in result.metrics:
+        (epoch_vals if p.scope == "epoch" else step_vals).setdefault(p.name, []).append(p.value)
+    for name in set(epoch_vals) | set(step_vals):
+        vals = epoch_vals.get(name) or step_vals[name]
+        result.final[name] = vals[-1]
+        result.best[name] = _best(name, vals)
+
+
+@torch.no_grad()
+def _clip_at_zero(params: list[torch.nn.Parameter], signs: list[torch.Tensor], lam: float) -> None:
+    """L1's exact zeros: a weight the step moved across 0 is set to 0, and a weight at 0
+    stays there while its data gradient is within the penalty's reach (|g| <= λ, where 0 is
+    a subgradient optimum: the orthant-wise rule of OWL-QN)."""
+    for p, s in zip(params, signs, strict=True):
+        crossed = p.sign() * s < 0
+        if p.grad is not None:
+            crossed |= (s == 0) & (p.grad.abs() <= lam)
+        p.masked_fill_(crossed, 0.0)
+
+
+def _train(
+    prep: PreparedTrial, rec: _Recorder, state: dict[str, Any], result: TrialResult
+) -> None:
+    cfg = prep.config
+    wl = prep.workload
+    dev = torch.device(cfg.device)
+    torch.manual_seed(cfg.seed)  # dropout masks and any other in-model randomness
+    data = wl.data()
+    x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
+    x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
+    n = data.n_train
+
+    model = wl.init_model(cfg.seed, prep.arch).to(dev)
+    model.train()
+    params = [p for p in model.parameters() if p.requires_grad]
+    reg_params = wl.regularized_parameters(model)
+    optimizer = OPTIMIZERS.get(cfg.optimizer.name).factory(params, prep.optimizer_params)
+    plan = SchedulePlan(prep.epochs, prep.steps_per_epoch)
+    sched_entry = SCHEDULERS.get(cfg.scheduler.name)
+    schedule = sched_entry.factory(optimizer, prep.scheduler_params, plan, prep.scheduler_params[
+        "interval"])
+    per_step_schedule = schedule.interval == "step"
+    penalty, before_step = prep.regularizer.penalty, prep.regularizer.before_step
+    reg_hp = prep.regularizer_params
+    clip_at_zero = prep.regularizer.clip_at_zero
+
+    target = wl.target
+    target_value = cfg.target if cfg.target is not None else target.value
+    order_gen = torch.Generator().manual_seed(cfg.seed)
+    log_every = cfg.log_every
+    window = torch.zeros(log_every, device=dev)
+    in_window = 0
+    reference_loss: float | None = None
+    bs, total = prep.batch_size, prep.total_steps
+    step = 0
+    result.extra["resolved"] = prep.resolved()
+    result.extra["target"] = {"metric": target.metric, "value": target_value, "mode": target.mode}
+
+    def flush_window(epoch: int) -> bool:
+        """Read the window's losses (one sync); record; return True if diverged."""
+        nonlocal in_window, reference_loss
+        values = window[:in_window].tolist()
+        first_step = step - in_window + 1
+        if reference_loss is None and values and math.isfinite(values[0]):
+            reference_loss = max(abs(values[0]), 1e-12)
+        bound = cfg.divergence_factor * (reference_loss or 1.0)
+        for i, v in enumerate(values):
+            if not math.isfinite(v) or abs(v) > bound:
+                result.status = "diverged"
+                result.diverged_step = first_step + i
+                rec.add("train_loss", v, first_step + i, epoch, "step")
+                in_window = 0
+                return True
+        rec.add("train_loss", sum(values) / len(values), step, epoch, "step")
+        grads = [p.grad for p in params if p.grad is not None]
+        if grads:
+            gn = torch.linalg.vector_norm(torch.stack(torch._foreach_norm(grads))).detach()
+            rec.add("grad_norm", float(gn), step, epoch, "step")
+        if per_step_schedule:
+            rec.add("lr", schedule.last_lr(), step, epoch, "step")
+        for key, val in wl.step_extras(model).items():
+            rec.add(key, val, step, epoch, "step")
+        in_window = 0
+        return False
+
+    for epoch in range(prep.epochs):
+        state["epoch"] = epoch
+        rec.add("lr", schedule.last_lr(), step, epoch, "epoch")
+        perm = torch.randperm(n, generator=order_gen).to(dev)
+        epoch_loss = torch.zeros((), device=dev)
+        epoch_steps = 0
+        t_epoch = time.perf_counter()
+        for b in range(prep.steps_per_epoch):
+            if step >= total:
+                break
+            idx = perm[b * bs:(b + 1) * bs]
+            xb, yb = x_train[idx], y_train[idx]
+            optimizer.zero_grad(set_to_none=True)
+            loss = wl.loss_fn(model(xb), yb)
+            objective = loss + penalty(reg_params, reg_hp) if penalty is not None else loss
+            objective.backward()
+            if before_step is not None:
+                before_step(reg_params, optimizer, reg_hp)
+            if clip_at_zero:
+                signs = [p.detach().sign() for p in reg_params]
+            optimizer.step()
+            if clip_at_zero:
+                _clip_at_zero(reg_params, signs, float(reg_hp["strength"]))
+            if per_step_schedule:
+                schedule.step()
+            detached = loss.detach()
+            window[in_window] = detached
+            epoch_loss += detached
+            in_window += 1
+            epoch_steps += 1
+            step += 1
+            state["step"] = step
+            state["examples"] += int(idx.shape[0])
+            if in_window == log_every:
+                if flush_window(epoch):
+                    break
+                rec.flush()
+        if result.status == "completed" and in_window:
+            flush_window(epoch)
+        state["train_time"] += time.perf_counter() - t_epoch
+        if result.status == "diverged":
+            break
+        rec.add("train_loss", float(epoch_loss) / max(epoch_steps, 1), step, epoch, "epoch")
+        model.eval()
+        metrics = wl.evaluate(model, x_val, y_val)
+        model.train()
+        for key, val in metrics.items():
+            rec.add(key, val, step, epoch, "epoch")
+        result.epochs = epoch + 1
+        val_loss = metrics.get("val_loss", math.nan)
+        if not math.isfinite(val_loss):
+            result.status, result.diverged_step = "diverged", step
+            rec.flush()
+            break
+        tv = metrics.get(target.metric)
+        if result.step_to_target is None and tv is not None and (
+            tv <= target_value if target.mode == "min" else tv >= target_value
+        ):
+            result.step_to_target = step
+            result.time_to_target = time.perf_counter() - rec.t0
+        if not per_step_schedule:
+            schedule.step(val_loss)
+        rec.flush()
+        if step >= total:
+            break

@@ -1,0 +1,174 @@
+"""The workload interface: a test problem with data, a model built from a seed, and a loss.
+
+Modelled on AlgoPerf's ``Workload``: the loss does NOT include regularization (regularizers
+act through their own interface), data loading is deterministic and cached in-process, and
+nothing hides global state, so that a later packed runner can stack many models with
+``torch.func`` (``functional_call`` over the module built by ``init_model``).
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar, Literal
+
+import torch
+from torch import nn
+
+from bench_service.engine.errors import IncompatibleError
+from bench_service.engine.hparams import ParamSpace
+
+NORMS = ("batchnorm", "layernorm", "groupnorm", "instancenorm")
+
+
+@dataclass(frozen=True)
+class Target:
+    """The documented goal of a workload, used for time-to-target."""
+
+    metric: str
+    value: float
+    mode: Literal["min", "max"] = "min"
+
+    def reached(self, value: float) -> bool:
+        return value <= self.value if self.mode == "min" else value >= self.value
+
+
+@dataclass(frozen=True)
+class ArchOptions:
+    """Architecture options set by regularizers (dropout rate, normalisation layer)."""
+
+    dropout: float = 0.0
+    norm: str | None = None
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """In-memory tensors of a workload (on CPU; the runner moves them to the device once)."""
+
+    x_train: torch.Tensor
+    y_train: torch.Tensor
+    x_val: torch.Tensor
+    y_val: torch.Tensor
+
+    @property
+    def n_train(self) -> int:
+        return int(self.x_train.shape[0])
+
+
+_DATA_CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], Dataset] = {}
+
+
+class Workload(ABC):
+    """Base class of every test problem.
+
+    Subclasses set the class attributes and implement ``make_data``, ``init_model`` and
+    ``loss_fn``; registering is ``WORKLOADS.register(MyWorkload)`` in the same file.
+    """
+
+    name: ClassVar[str]
+    description: ClassVar[str] = ""
+    hyperparams: ClassVar[ParamSpace] = ParamSpace()
+    target: ClassVar[Target]
+    default_batch_size: ClassVar[int] = 64
+    default_epochs: ClassVar[int] = 10
+    #: Whether ``val_accuracy`` makes sense (classification-like outputs).
+    classification: ClassVar[bool] = False
+    #: Whether the model has hidden layers where dropout can act.
+    supports_dropout: ClassVar[bool] = False
+    #: Normalisation layers the model can insert (subset of ``NORMS``).
+    supported_norms: ClassVar[tuple[str, ...]] = ()
+    #: Per-optimizer default overrides for this problem (e.g. a smaller SGD lr on Rosenbrock,
+    #: whose gradients are large). Order: registry default < this < the user's params.
+    optimizer_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+
+    def __init__(self, **params: Any) -> None:
+        self.params: dict[str, Any] = self.hyperparams.resolve(params, "workload.params")
+
+    # --- data ---------------------------------------------------------------------------
+    @abstractmethod
+    def make_data(self) -> Dataset:
+        """Build the data set deterministically (no download); called once per process."""
+
+    def data(self) -> Dataset:
+        """The cached data set of this workload and parameters."""
+        key = (self.name, tuple(sorted(self.params.items())))
+        if key not in _DATA_CACHE:
+            _DATA_CACHE[key] = self.make_data()
+        return _DATA_CACHE[key]
+
+    # --- model --------------------------------------------------------------------------
+    def check_arch(self, arch: ArchOptions, where: str = "regularizer") -> None:
+        """Raise ``IncompatibleError`` if this workload cannot honour ``arch``."""
+        if arch.dropout > 0 and not self.supports_dropout:
+            raise IncompatibleError(
+                where, f"workload {self.name!r} has no hidden layers for dropout; "
+                "use it with mlp_digits, cnn_digits or char_lm",
+            )
+        if arch.norm is not None and arch.norm not in self.supported_norms:
+            can = ", ".join(self.supported_norms) or "none"
+            raise IncompatibleError(
+                where, f"workload {self.name!r} cannot use {arch.norm} (supports: {can})",
+            )
+
+    @abstractmethod
+    def init_model(self, seed: int, arch: ArchOptions) -> nn.Module:
+        """Build the model with parameters initialised from ``seed`` only."""
+
+    @abstractmethod
+    def loss_fn(self, output: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Mean training loss of a batch, without any regularization term."""
+
+    def regularized_parameters(self, model: nn.Module) -> list[nn.Parameter]:
+        """Parameters that penalties and weight decay act on: not biases nor norm layers."""
+        norm_types = (nn.modules.batchnorm._NormBase, nn.LayerNorm, nn.GroupNorm)
+        skip: set[int] = set()
+        for module in model.modules():
+            if isinstance(module, norm_types):
+                skip.update(id(p) for p in module.parameters(recurse=False))
+        return [
+            p for n, p in model.named_parameters()
+            if p.requires_grad and id(p) not in skip and not n.endswith("bias")
+        ]
+
+    # --- evaluation ---------------------------------------------------------------------
+    @torch.no_grad()
+    def evaluate(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor, batch_size: int = 1024
+    ) -> dict[str, float]:
+        """Validation metrics; default: mean loss and (for classification) accuracy."""
+        total_loss = torch.zeros((), device=x.device, dtype=torch.float64)
+        correct = torch.zeros((), device=x.device, dtype=torch.float64)
+        n = int(x.shape[0])
+        for start in range(0, n, batch_size):
+            xb, yb = x[start:start + batch_size], y[start:start + batch_size]
+            out = model(xb)
+            total_loss += self.loss_fn(out, yb).double() * xb.shape[0]
+            if self.classification:
+                correct += (out.argmax(-1) == yb).double().sum() / (yb.numel() / xb.shape[0])
+        metrics = {"val_loss": float(total_loss) / n}
+        if self.classification:
+            metrics["val_accuracy"] = float(correct) / n
+        return metrics
+
+    def step_extras(self, model: nn.Module) -> Mapping[str, float]:
+        """Extra per-record values (e.g. the parameter trajectory of a 2-d problem)."""
+        return {}
+
+    # --- helpers ------------------------------------------------------------------------
+    @staticmethod
+    def generator(seed: int) -> torch.Generator:
+        g = torch.Generator()
+        g.manual_seed(int(seed))
+        return g
+
+    @classmethod
+    def describe(cls) -> str:
+        t = cls.target
+        op = "<=" if t.mode == "min" else ">="
+        return f"{cls.description} Target: {t.metric} {op} {t.value:g}."
+
+
+def finite_or_inf(value: float) -> float:
+    return value if math.isfinite(value) else math.inf
