@@ -1,0 +1,260 @@
+"""The ``bench`` command: run sweeps, list them, query their results, manage the database."""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from bench_service.engine.errors import ConfigError
+
+EXIT_OK, EXIT_FAILED_TRIALS, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
+
+
+class CliError(Exception):
+    """A user-facing error: printed without a traceback, exit code 2."""
+
+
+def _db_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--db", metavar="URL", default=None,
+                   help="database URL or SQLite file (default: $BENCH_DB_URL or ./bench.db)")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bench",
+        description="Benchmark optimizers, LR schedules and regularizers; results in SQL.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser("run", help="run (or resume) the sweep described by a YAML spec")
+    run.add_argument("spec", help="path to the sweep spec (YAML)")
+    _db_arg(run)
+    run.add_argument("--address", default=None,
+                     help="Ray cluster to use (e.g. 127.0.0.1:6380, ray://...); default: "
+                          "$RAY_ADDRESS or an embedded local Ray started for this run")
+    run.add_argument("--name", default=None,
+                     help="run the spec as a sweep of this name (a new sweep when the spec "
+                          "changed under its own name)")
+    run.add_argument("--num-cpus", type=int, default=None,
+                     help="CPUs of the embedded local Ray (default: all)")
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    sweeps = sub.add_parser("sweeps", help="list sweeps with their progress")
+    _db_arg(sweeps)
+    sweeps.add_argument("--format", choices=("table", "csv", "json"), default="table")
+
+    res = sub.add_parser("results", help="print or export the trials (or curves) of a sweep")
+    _db_arg(res)
+    res.add_argument("--sweep", required=True, help="sweep name")
+    res.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
+    res.add_argument("--output", "-o", default=None, help="write to this file (parquet: required)")
+    res.add_argument("--curves", action="store_true",
+                     help="the long-format metric points instead of one row per trial")
+    res.add_argument("--metric", action="append", default=None,
+                     help="with --curves: only these metric names (repeatable)")
+    res.add_argument("--best", action="store_true",
+                     help="per cell: best config, final-seed mean ± std and 95%% CI, rank")
+    for axis in ("workload", "optimizer", "scheduler", "regularizer", "status", "role"):
+        res.add_argument(f"--{axis}", action="append", default=None,
+                         help=f"only trials with this {axis} (repeatable)")
+
+    db = sub.add_parser("db", help="database schema management")
+    db_sub = db.add_subparsers(dest="db_command", metavar="ACTION", required=True)
+    up = db_sub.add_parser("upgrade", help="create or upgrade the schema (Alembic)")
+    _db_arg(up)
+    cur = db_sub.add_parser("current", help="print the schema revision")
+    _db_arg(cur)
+
+    lst = sub.add_parser("list", help="list registered algorithms and workloads")
+    lst.add_argument("axis", nargs="?", default="all",
+                     choices=("all", "optimizers", "schedulers", "regularizers", "workloads"))
+
+    dash = sub.add_parser("dashboard", help="start the Streamlit dashboard")
+    _db_arg(dash)
+    dash.add_argument("--host", default="127.0.0.1")
+    dash.add_argument("--port", type=int, default=8501)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        handler = _HANDLERS[args.command]
+        return handler(args)
+    except (ConfigError, CliError) as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except _store_error() as exc:
+        print(f"bench: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("bench: interrupted", file=sys.stderr)
+        return EXIT_CANCELLED
+
+
+def _store_error() -> type[Exception]:
+    from bench_service.store import StoreError
+
+    return StoreError
+
+
+# --- run -------------------------------------------------------------------------------------
+def cmd_run(args: argparse.Namespace) -> int:
+    from bench_service.cluster.driver import execute_sweep
+    from bench_service.sweep import diff_specs, load_spec, plan_sweep
+
+    spec = load_spec(args.spec)
+    if args.name:
+        spec = spec.renamed(args.name)
+    plan = plan_sweep(spec)
+    from bench_service.store import Store, mask_url
+
+    store = Store(args.db)
+    existing = store.get_sweep(plan.name)
+    if existing is not None and existing.spec_hash != plan.spec_hash:
+        changes = diff_specs(existing.spec, plan.spec_dict)
+        lines = "\n".join(f"  {c}" for c in changes) or "  (normalised spec differs)"
+        raise CliError(
+            f"sweep {plan.name!r} already exists in {mask_url(store.url)} with a different "
+            f"spec:\n{lines}\nrun it as a new sweep with --name NEW_NAME, or restore the spec "
+            "to resume the existing one"
+        )
+    return execute_sweep(
+        plan, store, address=args.address, num_cpus=args.num_cpus,
+        progress=not args.no_progress, out=sys.stdout,
+    )
+
+
+# --- sweeps / results ------------------------------------------------------------------------
+def _emit(df: Any, fmt: str, output: str | None) -> None:
+    if fmt == "parquet":
+        if not output:
+            raise CliError("--format parquet needs --output FILE")
+        df.to_parquet(output, index=False)
+        print(f"wrote {len(df)} rows to {output}", file=sys.stderr)
+        return
+    if fmt == "csv":
+        text = df.to_csv(index=False)
+    elif fmt == "json":
+        text = df.to_json(orient="records", date_format="iso", indent=None, lines=False)
+        text = json.dumps(json.loads(text), indent=1) + "\n"
+    else:
+        text = (df.to_string(index=False) if len(df) else "(no rows)") + "\n"
+    if output:
+        with open(output, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        print(f"wrote {len(df)} rows to {output}", file=sys.stderr)
+    else:
+        sys.stdout.write(text)
+
+
+def cmd_sweeps(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    from bench_service.store import Store
+
+    store = Store(args.db)
+    rows = []
+    for s in store.list_sweeps():
+        c = s.counts
+        done = sum(c.get(k, 0) for k in ("completed", "diverged", "failed", "pruned"))
+        rows.append({
+            "name": s.name, "status": s.status, "trials": s.n_trials,
+            "progress": f"{done}/{s.n_trials}", "completed": c.get("completed", 0),
+            "running": c.get("running", 0), "diverged": c.get("diverged", 0),
+            "failed": c.get("failed", 0), "pruned": c.get("pruned", 0),
+            "cancelled": c.get("cancelled", 0),
+            "created": s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "",
+        })
+    if not rows and args.format == "table":
+        print("no sweeps yet: run `bench run examples/quickstart.yaml`")
+        return EXIT_OK
+    _emit(pd.DataFrame(rows), args.format, None)
+    return EXIT_OK
+
+
+TABLE_COLUMNS = ["trial_id", "workload", "optimizer", "scheduler", "regularizer", "seed",
+                 "status", "final_val_loss", "best_val_loss", "final_val_accuracy",
+                 "best_val_accuracy", "diverged_step", "wall_time"]
+
+
+def cmd_results(args: argparse.Namespace) -> int:
+    from bench_service.store import Store
+
+    store = Store(args.db)
+    filters = {k: getattr(args, k) for k in
+               ("workload", "optimizer", "scheduler", "regularizer", "status", "role")
+               if getattr(args, k)}
+    if args.best:
+        try:
+            from bench_service.sweep.best import best_table
+        except ImportError as exc:  # tuning lands in its own change
+            raise CliError("--best needs tuned sweeps, not available in this version") from exc
+
+        df = best_table(store, args.sweep, **filters)
+    elif args.curves:
+        df = store.curves_frame(args.sweep, names=args.metric, **filters)
+    else:
+        df = store.trials_frame(args.sweep, **filters)
+        if args.format == "table":
+            df = df[[c for c in TABLE_COLUMNS if c in df.columns]]
+    _emit(df, args.format, args.output)
+    return EXIT_OK
+
+
+# --- db / list / dashboard -------------------------------------------------------------------
+def cmd_db(args: argparse.Namespace) -> int:
+    from bench_service.store import current_revision, resolve_url, upgrade
+
+    url = resolve_url(args.db)
+    if args.db_command == "upgrade":
+        upgrade(url)
+    print(f"{current_revision(url)}  ({_mask(url)})")
+    return EXIT_OK
+
+
+def _mask(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    from bench_service.engine import OPTIMIZERS, REGULARIZERS, SCHEDULERS, WORKLOADS
+
+    out = io.StringIO()
+    axes: dict[str, Any] = {"optimizers": OPTIMIZERS, "schedulers": SCHEDULERS,
+                            "regularizers": REGULARIZERS, "workloads": WORKLOADS}
+    for axis, reg in axes.items():
+        if args.axis not in ("all", axis):
+            continue
+        out.write(f"{axis}:\n")
+        for entry in reg:
+            space = entry.space() if hasattr(entry, "space") else entry.hyperparams
+            params = ", ".join(f"{p.name}={p.default!r}" for p in space)
+            desc = entry.describe() if hasattr(entry, "describe") else entry.description
+            out.write(f"  {entry.name:<24} {desc}\n")
+            if params:
+                out.write(f"  {'':<24} params: {params}\n")
+    sys.stdout.write(out.getvalue())
+    return EXIT_OK
+
+
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from bench_service.dashboard_launcher import launch
+
+    return launch(args.db, host=args.host, port=args.port)
+
+
+_HANDLERS = {
+    "run": cmd_run, "sweeps": cmd_sweeps, "results": cmd_results, "db": cmd_db,
+    "list": cmd_list, "dashboard": cmd_dashboard,
+}
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

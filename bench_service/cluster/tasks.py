@@ -1,0 +1,108 @@
+"""The Ray side of one trial: a task that trains it and an actor that writes to the store.
+
+Workers never open the database themselves: they stream metric batches to one
+``MetricWriter`` actor pinned to the driver's node. That keeps SQLite usable with worker
+nodes that cannot see the file, serialises writes of a sweep (no lock contention) and lets
+each batch be one bulk insert. A retried trial (worker or node lost; Ray's ``max_retries``)
+calls ``start`` again, which deletes the points of the lost attempt, so nothing is stored twice.
+"""
+
+from __future__ import annotations
+
+import platform
+import socket
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import ray
+
+import bench_service
+from bench_service.engine.records import MetricPoint, TrialResult
+
+#: Send metrics to the writer when this many points are buffered or this many seconds passed.
+FLUSH_POINTS = 500
+FLUSH_SECONDS = 1.0
+
+
+class MetricWriter:
+    """Ray actor (one per sweep driver) that owns the store connection."""
+
+    def __init__(self, db_url: str) -> None:
+        from bench_service.store import Store
+
+        self.store = Store(db_url, upgrade=False)
+
+    def start(self, trial_id: int, host: str, device: str, versions: dict[str, str]) -> int:
+        return self.store.start_trial(trial_id, host, device, versions)
+
+    def append(self, trial_id: int, points: Sequence[MetricPoint]) -> None:
+        self.store.append_metrics(trial_id, points)
+
+    def finish(self, trial_id: int, summary: dict[str, Any]) -> None:
+        self.store.finish_trial(trial_id, summary)
+
+    def ping(self) -> bool:
+        return True
+
+
+def _versions() -> dict[str, str]:
+    import torch
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "ray": ray.__version__,
+        "bench_service": bench_service.__version__,
+    }
+
+
+class _Streamer:
+    """The runner's metrics callback: buffers points and ships them in batches."""
+
+    def __init__(self, writer: Any, trial_id: int) -> None:
+        self.writer, self.trial_id = writer, trial_id
+        self.buffer: list[MetricPoint] = []
+        self.last = time.monotonic()
+
+    def __call__(self, points: list[MetricPoint]) -> None:
+        self.buffer.extend(points)
+        if len(self.buffer) >= FLUSH_POINTS or time.monotonic() - self.last >= FLUSH_SECONDS:
+            self.flush()
+
+    def flush(self) -> None:
+        if self.buffer:
+            # Fire and forget: calls from one caller reach the actor in order.
+            self.writer.append.remote(self.trial_id, self.buffer)
+            self.buffer = []
+        self.last = time.monotonic()
+
+
+def summary_of(result: TrialResult) -> dict[str, Any]:
+    """The result without its metric points (those were streamed)."""
+    d = result.to_dict()
+    d.pop("metrics")
+    return d
+
+
+def execute_trial(trial_id: int, config: dict[str, Any], writer: Any) -> dict[str, Any]:
+    """Body of the Ray task: run one trial, stream its metrics, store its outcome."""
+    import torch
+
+    from bench_service.engine.runner import run_trial
+
+    if not config.get("device", "cpu").startswith("cuda"):
+        torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources()
+                                         .get("CPU", 1))))
+    writer.start.remote(trial_id, socket.gethostname(), config.get("device", "cpu"), _versions())
+    stream = _Streamer(writer, trial_id)
+    try:
+        result = run_trial(config, on_metrics=stream)
+    except KeyboardInterrupt:  # ray.cancel() of a running task (Ctrl-C on the driver)
+        stream.flush()
+        ray.get(writer.finish.remote(trial_id, {"status": "cancelled"}))
+        raise
+    stream.flush()
+    summary = summary_of(result)
+    ray.get(writer.finish.remote(trial_id, summary))  # durable before the task returns
+    return {"trial_id": trial_id, "status": result.status}

@@ -1,0 +1,158 @@
+"""Database URLs and engines: where the results live and how connections are set up.
+
+Concurrency lives here because it is a property of the connection, not of any one query: a
+store is written from many processes at once (Ray workers, several sweeps). On SQLite that
+needs WAL (readers never block the writer), a 30 s busy timeout (writers queue instead of
+failing) and ``BEGIN IMMEDIATE`` for write transactions (a writer takes the lock up front, so
+it never has to upgrade a read snapshot, which SQLite refuses with "database is locked"
+without waiting). PostgreSQL needs only ``pool_pre_ping`` for long-lived workers.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import URL, Connection, Engine, make_url
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+
+from bench_service.store.errors import StoreError
+
+#: Environment variable naming the database when no URL is given.
+ENV_VAR = "BENCH_DB_URL"
+#: SQLite file used (in the current directory) when neither a URL nor the variable is set.
+DEFAULT_FILE = "bench.db"
+#: Seconds a SQLite writer waits for the lock before giving up.
+SQLITE_BUSY_TIMEOUT_S = 30.0
+#: Execution option marking a connection whose transactions write (``BEGIN IMMEDIATE``).
+WRITE_OPTION = "bench_write"
+
+
+def resolve_url(url: str | os.PathLike[str] | None = None) -> str:
+    """The database URL to use: ``url``, else ``$BENCH_DB_URL``, else ``./bench.db``.
+
+    A bare file path (``results.db``, ``~/runs/x.db``) becomes a SQLite URL. Relative SQLite
+    paths are made absolute here, so a URL handed to a worker process with another working
+    directory still names the same file.
+
+    Raises:
+        StoreError: The URL is malformed.
+    """
+    raw = os.fspath(url) if url is not None else ""
+    raw = raw.strip() or os.environ.get(ENV_VAR, "").strip()
+    if not raw:
+        return _sqlite_url(Path.cwd() / DEFAULT_FILE)
+    if "://" not in raw:
+        return "sqlite://" if raw == ":memory:" else _sqlite_url(Path(raw))
+    parsed = _parse(raw)
+    database = parsed.database
+    if (
+        parsed.get_backend_name() == "sqlite"
+        and database
+        and database != ":memory:"
+        and not database.startswith("file:")
+        and not Path(database).expanduser().is_absolute()
+    ):
+        return _sqlite_url(Path(database), parsed)
+    return raw
+
+
+def mask_url(url: str | URL) -> str:
+    """``url`` with its password replaced by ``***`` (for error messages and logs)."""
+    if isinstance(url, URL):
+        return url.render_as_string(hide_password=True)
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
+
+
+def make_engine(url: str) -> Engine:
+    """An engine for ``url`` with the concurrency settings of its backend (module docstring).
+
+    Creating the engine does not connect; use ``check_connection`` for a clear early error.
+
+    Raises:
+        StoreError: Malformed URL, unknown dialect or a driver that is not installed.
+    """
+    parsed = _parse(url)
+    backend = parsed.get_backend_name()
+    kwargs: dict[str, Any] = {}
+    if backend == "postgresql":
+        kwargs["pool_pre_ping"] = True
+    try:
+        engine = create_engine(parsed, **kwargs)
+    except NoSuchModuleError as exc:
+        raise StoreError(
+            f"unknown database dialect {parsed.drivername!r} in {mask_url(parsed)}; "
+            "use sqlite:///path.db or postgresql+psycopg://user@host/db"
+        ) from exc
+    except ImportError as exc:
+        raise StoreError(
+            f"the driver for {mask_url(parsed)} is not installed ({exc}); for PostgreSQL "
+            "install psycopg (pip install 'bench-service[postgres]') and use postgresql+psycopg://"
+        ) from exc
+    if backend == "sqlite":
+        _configure_sqlite(engine)
+    return engine
+
+
+def writer(engine: Engine) -> Engine:
+    """A view of ``engine`` (same pool) whose transactions start with ``BEGIN IMMEDIATE``."""
+    return engine.execution_options(**{WRITE_OPTION: True})
+
+
+def check_connection(engine: Engine) -> None:
+    """Connect once, so an unreachable database fails early as a one-line ``StoreError``."""
+    try:
+        with engine.connect():
+            pass
+    except DBAPIError as exc:
+        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
+        raise StoreError(f"cannot open database {mask_url(engine.url)}: {detail}") from exc
+
+
+def is_locked_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's transient "database is locked/busy" (worth a retry)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "database is locked" in text or "database is busy" in text
+
+
+def _parse(url: str) -> URL:
+    try:
+        return make_url(url)
+    except (ArgumentError, ValueError) as exc:
+        raise StoreError(f"malformed database URL {mask_url(url)!r}: {exc}") from exc
+
+
+def _sqlite_url(path: Path, base: URL | None = None) -> str:
+    absolute = str(path.expanduser().resolve())
+    if base is None:
+        return f"sqlite:///{absolute}"
+    return base.set(database=absolute).render_as_string(hide_password=False)
+
+
+def _configure_sqlite(engine: Engine) -> None:
+    """Install the SQLite pragmas and our own ``BEGIN`` (see the module docstring)."""
+    timeout_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Take BEGIN away from the sqlite3 module so that we choose DEFERRED or IMMEDIATE.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
+            cursor.execute("PRAGMA journal_mode = WAL")
+            cursor.execute("PRAGMA synchronous = NORMAL")
+            cursor.execute("PRAGMA foreign_keys = ON")
+        finally:
+            cursor.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Connection) -> None:
+        mode = "IMMEDIATE" if conn.get_execution_options().get(WRITE_OPTION) else "DEFERRED"
+        conn.exec_driver_sql(f"BEGIN {mode}")

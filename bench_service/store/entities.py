@@ -1,0 +1,126 @@
+"""Plain values the store accepts and hands back (never ORM rows).
+
+Callers above the store (sweep, cluster, CLI, API) work with these frozen dataclasses, so no
+SQLAlchemy session or lazy loading ever leaks out of ``bench_service.store``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+#: Statuses of a sweep, in lifecycle order.
+SWEEP_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "cancelled", "failed")
+#: Sweep statuses after which the sweep is not running any more (``finished_at`` is set).
+SWEEP_TERMINAL: frozenset[str] = frozenset({"completed", "cancelled", "failed"})
+
+#: Statuses of a trial: ``pending``/``running`` plus the engine's ``TrialResult.status`` values.
+TRIAL_STATUSES: tuple[str, ...] = (
+    "pending",
+    "running",
+    "completed",
+    "diverged",
+    "failed",
+    "pruned",
+    "cancelled",
+)
+#: Trial statuses that end an attempt (``finished_at`` is set).
+TRIAL_TERMINAL: frozenset[str] = frozenset(TRIAL_STATUSES) - {"pending", "running"}
+#: Statuses ``trials_to_run`` picks by default: everything that has not ended on its own.
+RUNNABLE_STATUSES: tuple[str, ...] = ("pending", "running", "failed", "cancelled")
+
+#: Why a trial exists: a grid cell, a tuning trial (e.g. from Optuna) or a final re-run.
+ROLES: tuple[str, ...] = ("grid", "tuning", "final")
+#: What a metric point summarises (see ``bench_service.engine.records.MetricPoint``).
+SCOPES: tuple[str, ...] = ("step", "epoch")
+
+
+@dataclass(frozen=True)
+class NewTrial:
+    """A trial to insert; the store fills in status, attempt and timestamps.
+
+    Attributes:
+        trial_hash: Identity of the trial within its sweep (config and seed), e.g.
+            ``TrialConfig.config_hash()``; inserting the same hash twice is a no-op in
+            ``add_trials`` and an error in ``create_sweep``.
+        cell_key: Identity of the grid cell: every axis except the seed, so seeds of one
+            cell can be grouped in SQL.
+        config: The full ``TrialConfig.to_dict()``.
+        params: The resolved hyperparameters.
+        role: ``grid``, ``tuning`` or ``final``.
+        number: An external ordinal, e.g. the Optuna trial number.
+    """
+
+    trial_hash: str
+    cell_key: str
+    workload: str
+    optimizer: str
+    scheduler: str
+    regularizer: str
+    seed: int
+    config: dict[str, Any]
+    params: dict[str, Any]
+    role: str = "grid"
+    number: int | None = None
+
+
+@dataclass(frozen=True)
+class SweepInfo:
+    """One sweep and how many of its trials are in each status (every status is a key)."""
+
+    id: int
+    name: str
+    spec: dict[str, Any]
+    spec_hash: str
+    status: str
+    n_trials: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    description: str | None = None
+    notes: str | None = None
+    counts: dict[str, int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class TrialInfo:
+    """One trial row. Timestamps are aware UTC datetimes; JSON columns are plain dicts."""
+
+    id: int
+    sweep_id: int
+    trial_hash: str
+    cell_key: str
+    workload: str
+    optimizer: str
+    scheduler: str
+    regularizer: str
+    seed: int
+    role: str
+    number: int | None
+    config: dict[str, Any]
+    params: dict[str, Any]
+    status: str
+    attempt: int
+    host: str | None
+    device: str | None
+    versions: dict[str, Any] | None
+    error: str | None
+    diverged_step: int | None
+    steps: int | None
+    epochs: int | None
+    wall_time: float | None
+    examples_per_sec: float | None
+    time_to_target: float | None
+    step_to_target: int | None
+    final: dict[str, float] | None
+    best: dict[str, float] | None
+    final_val_loss: float | None
+    final_val_accuracy: float | None
+    final_train_loss: float | None
+    best_val_loss: float | None
+    best_val_accuracy: float | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    heartbeat_at: datetime | None

@@ -1,0 +1,721 @@
+"""The ``Store`` facade: every read and write of sweeps, trials and metrics.
+
+Callers get plain dataclasses (``SweepInfo``, ``TrialInfo``) or pandas frames, never ORM rows.
+Writes go through SQLAlchemy Core in short transactions: metric batches are one executemany
+each, and multi-row changes (a sweep with its trials, a restarted trial) are one transaction,
+so a crash never leaves half of them behind.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import fields
+from typing import TYPE_CHECKING, Any, TypeVar, cast
+
+from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy.engine import Connection, Engine, RowMapping
+from sqlalchemy.exc import IntegrityError, OperationalError
+
+from bench_service.engine.records import MetricPoint, TrialResult
+from bench_service.store import _frames
+from bench_service.store._types import finite_or_none, special_of, utcnow
+from bench_service.store.db import (
+    check_connection,
+    is_locked_error,
+    make_engine,
+    mask_url,
+    resolve_url,
+    writer,
+)
+from bench_service.store.entities import (
+    ROLES,
+    RUNNABLE_STATUSES,
+    SCOPES,
+    SWEEP_STATUSES,
+    SWEEP_TERMINAL,
+    TRIAL_STATUSES,
+    TRIAL_TERMINAL,
+    NewTrial,
+    SweepInfo,
+    TrialInfo,
+)
+from bench_service.store.errors import StoreError, SweepExistsError
+from bench_service.store.migrate import upgrade_engine
+from bench_service.store.models import Metric, Sweep, Trial
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+T = TypeVar("T")
+
+SWEEPS = cast(Table, Sweep.__table__)
+TRIALS = cast(Table, Trial.__table__)
+METRICS = cast(Table, Metric.__table__)
+
+#: Keys ``finish_trial`` writes (``TrialResult``'s fields except ``metrics`` and ``extra``).
+SUMMARY_KEYS: frozenset[str] = frozenset(
+    {
+        "status",
+        "final",
+        "best",
+        "steps",
+        "epochs",
+        "wall_time",
+        "examples_per_sec",
+        "diverged_step",
+        "error",
+        "step_to_target",
+        "time_to_target",
+        "device",
+    }
+)
+#: ``TrialResult`` keys ``finish_trial`` accepts and ignores: metrics are streamed with
+#: ``append_metrics``; ``extra`` has no column.
+_IGNORED_SUMMARY_KEYS = frozenset({"metrics", "extra"})
+#: Scalar summary columns ← (``final`` or ``best``, metric name).
+SCALAR_SUMMARY: dict[str, tuple[str, str]] = {
+    "final_val_loss": ("final", "val_loss"),
+    "final_val_accuracy": ("final", "val_accuracy"),
+    "final_train_loss": ("final", "train_loss"),
+    "best_val_loss": ("best", "val_loss"),
+    "best_val_accuracy": ("best", "val_accuracy"),
+}
+#: Columns cleared when a trial (re)starts, so a retry never shows the last attempt's result.
+_RESULT_COLUMNS = (
+    "error",
+    "diverged_step",
+    "steps",
+    "epochs",
+    "wall_time",
+    "examples_per_sec",
+    "time_to_target",
+    "step_to_target",
+    "final",
+    "best",
+    *SCALAR_SUMMARY,
+    "finished_at",
+)
+_TRIAL_FIELDS = tuple(f.name for f in fields(TrialInfo))
+_SWEEP_FIELDS = tuple(f.name for f in fields(SweepInfo) if f.name != "counts")
+#: Write transactions retried on SQLite's "database is locked" (after the 30 s busy wait).
+_LOCK_RETRIES = 4
+#: Rows per ``IN (...)`` list, well under SQLite's and PostgreSQL's bound-parameter limits.
+_IN_CHUNK = 500
+
+
+class Store:
+    """The results database: sweeps, their trials and every trial's metric points.
+
+    One ``Store`` per process; it is cheap to pickle (only the URL travels) so it can be
+    handed to Ray workers, which reopen it without re-running migrations.
+
+    Args:
+        url: Database URL or SQLite file path (see ``resolve_url``); ``None`` uses
+            ``$BENCH_DB_URL``, then ``./bench.db``.
+        upgrade: Bring the schema to the newest revision on open.
+
+    Raises:
+        StoreError: The URL is malformed or the database cannot be reached.
+    """
+
+    def __init__(self, url: str | os.PathLike[str] | None = None, *, upgrade: bool = True) -> None:
+        self.url: str = resolve_url(url)
+        self.engine: Engine = make_engine(self.url)
+        self._writer = writer(self.engine)
+        try:
+            check_connection(self.engine)
+            if upgrade:
+                upgrade_engine(self.engine)
+        except BaseException:
+            self.engine.dispose()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({mask_url(self.url)!r})"
+
+    def __reduce__(self) -> tuple[Callable[[str], Store], tuple[str]]:
+        return (_reopen, (self.url,))
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close all pooled connections."""
+        self.engine.dispose()
+
+    # ------------------------------------------------------------------ sweeps
+
+    def create_sweep(
+        self,
+        name: str,
+        spec: Mapping[str, Any],
+        spec_hash: str,
+        trials: Sequence[NewTrial],
+        *,
+        description: str | None = None,
+    ) -> SweepInfo:
+        """Insert a sweep and all its trials (``pending``) in one transaction.
+
+        If any row fails (a duplicate ``trial_hash``, a bad role) nothing is written.
+
+        Raises:
+            SweepExistsError: A sweep called ``name`` exists already.
+            StoreError: A trial row was rejected.
+        """
+
+        def tx(conn: Connection) -> int:
+            if conn.scalar(select(SWEEPS.c.id).where(SWEEPS.c.name == name)) is not None:
+                raise SweepExistsError(f"sweep {name!r} already exists")
+            now = utcnow()
+            result = conn.execute(
+                insert(SWEEPS).values(
+                    name=name,
+                    spec=dict(spec),
+                    spec_hash=spec_hash,
+                    status="pending",
+                    n_trials=len(trials),
+                    description=description,
+                    created_at=now,
+                )
+            )
+            sweep_id = int(cast(Any, result.inserted_primary_key)[0])
+            if trials:
+                conn.execute(insert(TRIALS), [_trial_row(sweep_id, t, now) for t in trials])
+            return sweep_id
+
+        try:
+            sweep_id = self._write(tx)
+        except IntegrityError as exc:
+            if _violates(exc, "uq_bench_sweeps_name", "bench_sweeps.name"):
+                raise SweepExistsError(f"sweep {name!r} already exists") from exc
+            raise StoreError(
+                f"cannot create sweep {name!r}, nothing was written: {_first_line(exc)}"
+            ) from exc
+        info = self._sweep_by("id", sweep_id)
+        assert info is not None
+        return info
+
+    def add_trials(self, sweep_id: int, trials: Sequence[NewTrial]) -> list[TrialInfo]:
+        """Insert the trials whose ``trial_hash`` is new in the sweep; idempotent.
+
+        Used by tuners that add trials as they go. Returns the current row of every requested
+        trial, in request order (an existing trial comes back as it is, not reset).
+        """
+
+        def tx(conn: Connection) -> None:
+            self._require_sweep_id(conn, sweep_id)
+            existing = set(
+                conn.scalars(select(TRIALS.c.trial_hash).where(TRIALS.c.sweep_id == sweep_id))
+            )
+            now = utcnow()
+            rows: list[dict[str, Any]] = []
+            for t in trials:
+                if t.trial_hash not in existing:
+                    existing.add(t.trial_hash)
+                    rows.append(_trial_row(sweep_id, t, now))
+            if not rows:
+                return
+            stmt: Any = insert(TRIALS)
+            if conn.dialect.name == "postgresql":
+                # Another process may add the same trial concurrently (SQLite's IMMEDIATE
+                # transaction already excludes that).
+                from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+                stmt = pg_insert(TRIALS).on_conflict_do_nothing(
+                    index_elements=["sweep_id", "trial_hash"]
+                )
+            conn.execute(stmt, rows)
+            n_trials = (
+                select(func.count())
+                .select_from(TRIALS)
+                .where(TRIALS.c.sweep_id == sweep_id)
+                .scalar_subquery()
+            )
+            conn.execute(update(SWEEPS).where(SWEEPS.c.id == sweep_id).values(n_trials=n_trials))
+
+        try:
+            self._write(tx)
+        except IntegrityError as exc:
+            raise StoreError(
+                f"cannot add trials to sweep {sweep_id}, nothing was written: {_first_line(exc)}"
+            ) from exc
+        hashes = [t.trial_hash for t in trials]
+        by_hash: dict[str, TrialInfo] = {}
+        with self.engine.connect() as conn:
+            for chunk in _chunks(list(dict.fromkeys(hashes)), _IN_CHUNK):
+                result = conn.execute(
+                    select(TRIALS).where(
+                        TRIALS.c.sweep_id == sweep_id, TRIALS.c.trial_hash.in_(chunk)
+                    )
+                )
+                for row in result.mappings():
+                    by_hash[row["trial_hash"]] = _trial_info(row)
+        return [by_hash[h] for h in hashes]
+
+    def get_sweep(self, name: str) -> SweepInfo | None:
+        """The sweep called ``name`` with its status counts, or ``None``."""
+        return self._sweep_by("name", name)
+
+    def list_sweeps(self) -> list[SweepInfo]:
+        """All sweeps, oldest first, each with its status counts (two queries in all)."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(select(SWEEPS).order_by(SWEEPS.c.id)).mappings().all()
+            counts: dict[int, dict[str, int]] = {}
+            grouped = conn.execute(
+                select(TRIALS.c.sweep_id, TRIALS.c.status, func.count()).group_by(
+                    TRIALS.c.sweep_id, TRIALS.c.status
+                )
+            )
+            for sweep_id, status, n in grouped:
+                counts.setdefault(sweep_id, _zero_counts())[status] = int(n)
+        return [_sweep_info(row, counts.get(row["id"], _zero_counts())) for row in rows]
+
+    def set_sweep_status(self, sweep_id: int, status: str) -> None:
+        """Set a sweep's status and its timestamps.
+
+        ``running`` sets ``started_at`` the first time and clears ``finished_at`` (a resumed
+        sweep is not finished); a terminal status sets ``finished_at``.
+        """
+        _check_status(status, SWEEP_STATUSES, "sweep")
+
+        def tx(conn: Connection) -> None:
+            self._require_sweep_id(conn, sweep_id)
+            started = conn.scalar(select(SWEEPS.c.started_at).where(SWEEPS.c.id == sweep_id))
+            now = utcnow()
+            values: dict[str, Any] = {"status": status}
+            if status == "running":
+                values["started_at"] = started or now
+                values["finished_at"] = None
+            elif status in SWEEP_TERMINAL:
+                values["finished_at"] = now
+            conn.execute(update(SWEEPS).where(SWEEPS.c.id == sweep_id).values(**values))
+
+        self._write(tx)
+
+    def delete_sweep(self, name: str) -> bool:
+        """Delete a sweep with its trials and metrics; ``False`` if there was none."""
+
+        def tx(conn: Connection) -> bool:
+            sweep_id = conn.scalar(select(SWEEPS.c.id).where(SWEEPS.c.name == name))
+            if sweep_id is None:
+                return False
+            # Explicit child deletes: correct even on a connection without foreign keys.
+            trial_ids = select(TRIALS.c.id).where(TRIALS.c.sweep_id == sweep_id)
+            conn.execute(delete(METRICS).where(METRICS.c.trial_id.in_(trial_ids)))
+            conn.execute(delete(TRIALS).where(TRIALS.c.sweep_id == sweep_id))
+            conn.execute(delete(SWEEPS).where(SWEEPS.c.id == sweep_id))
+            return True
+
+        return self._write(tx)
+
+    # ------------------------------------------------------------------ trials
+
+    def trial(self, trial_id: int) -> TrialInfo:
+        """One trial by id.
+
+        Raises:
+            StoreError: No such trial.
+        """
+        with self.engine.connect() as conn:
+            row = conn.execute(select(TRIALS).where(TRIALS.c.id == trial_id)).mappings().first()
+        if row is None:
+            raise StoreError(f"unknown trial id {trial_id}")
+        return _trial_info(row)
+
+    def trials_to_run(
+        self, sweep_id: int, statuses: Iterable[str] = RUNNABLE_STATUSES
+    ) -> list[TrialInfo]:
+        """The sweep's trials in ``statuses`` (by default all that did not end on their own).
+
+        ``running`` is included by default because a trial still marked running when its
+        sweep is resumed belongs to a driver that died.
+        """
+        wanted = list(statuses)
+        for status in wanted:
+            _check_status(status, TRIAL_STATUSES, "trial")
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                select(TRIALS)
+                .where(TRIALS.c.sweep_id == sweep_id, TRIALS.c.status.in_(wanted))
+                .order_by(TRIALS.c.id)
+            ).mappings()
+            return [_trial_info(row) for row in rows]
+
+    def start_trial(
+        self,
+        trial_id: int,
+        host: str | None = None,
+        device: str | None = None,
+        versions: Mapping[str, Any] | None = None,
+    ) -> int:
+        """Mark a trial ``running`` for a new attempt and return the attempt number (1, 2, ...).
+
+        In the same transaction the metrics of any earlier, interrupted attempt are deleted
+        and the previous result columns cleared, so a retried trial never stores a point twice
+        and never shows a stale result.
+
+        Raises:
+            StoreError: No such trial.
+        """
+
+        def tx(conn: Connection) -> int:
+            now = utcnow()
+            values: dict[str, Any] = dict.fromkeys(_RESULT_COLUMNS)
+            values.update(
+                status="running",
+                attempt=TRIALS.c.attempt + 1,
+                host=host,
+                device=device,
+                versions=dict(versions) if versions is not None else None,
+                started_at=now,
+                heartbeat_at=now,
+            )
+            result = conn.execute(update(TRIALS).where(TRIALS.c.id == trial_id).values(values))
+            if result.rowcount == 0:
+                raise StoreError(f"unknown trial id {trial_id}")
+            conn.execute(delete(METRICS).where(METRICS.c.trial_id == trial_id))
+            attempt = conn.scalar(select(TRIALS.c.attempt).where(TRIALS.c.id == trial_id))
+            return int(cast(int, attempt))
+
+        return self._write(tx)
+
+    def append_metrics(self, trial_id: int, points: Sequence[MetricPoint]) -> None:
+        """Store a batch of metric points (one executemany) and refresh the heartbeat.
+
+        Non-finite values are stored as ``value = NULL`` plus ``special`` = ``nan``/``inf``/
+        ``-inf`` and come back as floats from ``curves_frame``.
+
+        Raises:
+            StoreError: No such trial, or a point was rejected (e.g. an unknown scope).
+        """
+        rows = [_metric_row(trial_id, p) for p in points]
+
+        def tx(conn: Connection) -> None:
+            if rows:
+                conn.execute(insert(METRICS), rows)
+            conn.execute(
+                update(TRIALS).where(TRIALS.c.id == trial_id).values(heartbeat_at=utcnow())
+            )
+
+        try:
+            self._write(tx)
+        except IntegrityError as exc:
+            raise StoreError(
+                f"cannot store metrics of trial {trial_id}: {_first_line(exc)}"
+            ) from exc
+
+    def heartbeat(self, trial_id: int) -> None:
+        """Record that a running trial is alive (for long stretches without metrics)."""
+
+        def tx(conn: Connection) -> None:
+            conn.execute(
+                update(TRIALS).where(TRIALS.c.id == trial_id).values(heartbeat_at=utcnow())
+            )
+
+        self._write(tx)
+
+    def finish_trial(self, trial_id: int, result_summary: Mapping[str, Any] | TrialResult) -> None:
+        """Record a trial's outcome.
+
+        ``result_summary`` holds ``TrialResult``'s fields except ``metrics`` (a ``TrialResult``
+        itself, or its ``to_dict()``, is accepted too: ``metrics`` and ``extra`` are ignored).
+        ``final``/``best`` are stored faithfully as JSON (non-finite values included); the
+        scalar columns ``final_val_loss`` etc. and the float columns hold finite values only,
+        anything else becomes ``NULL`` so that sorting in SQL behaves the same everywhere.
+
+        Raises:
+            StoreError: Unknown keys, a missing or invalid status, or no such trial.
+        """
+        if isinstance(result_summary, TrialResult):
+            summary: dict[str, Any] = {k: getattr(result_summary, k) for k in SUMMARY_KEYS}
+        else:
+            summary = dict(result_summary)
+        unknown = set(summary) - SUMMARY_KEYS - _IGNORED_SUMMARY_KEYS
+        if unknown:
+            raise StoreError(
+                f"unknown result keys {sorted(unknown)}; valid: {sorted(SUMMARY_KEYS)}"
+            )
+        status = summary.get("status")
+        _check_status(status, TRIAL_TERMINAL, "finished trial")
+        final = dict(summary.get("final") or {})
+        best = dict(summary.get("best") or {})
+        now = utcnow()
+        values: dict[str, Any] = {
+            "status": status,
+            "final": final,
+            "best": best,
+            "steps": summary.get("steps"),
+            "epochs": summary.get("epochs"),
+            "wall_time": finite_or_none(summary.get("wall_time")),
+            "examples_per_sec": finite_or_none(summary.get("examples_per_sec")),
+            "diverged_step": summary.get("diverged_step"),
+            "error": summary.get("error"),
+            "step_to_target": summary.get("step_to_target"),
+            "time_to_target": finite_or_none(summary.get("time_to_target")),
+            "finished_at": now,
+            "heartbeat_at": now,
+        }
+        if summary.get("device") is not None:
+            values["device"] = summary["device"]
+        sources = {"final": final, "best": best}
+        for column, (source, metric) in SCALAR_SUMMARY.items():
+            values[column] = finite_or_none(sources[source].get(metric))
+
+        def tx(conn: Connection) -> None:
+            result = conn.execute(update(TRIALS).where(TRIALS.c.id == trial_id).values(values))
+            if result.rowcount == 0:
+                raise StoreError(f"unknown trial id {trial_id}")
+
+        self._write(tx)
+
+    def mark_unfinished(self, sweep_id: int, status: str = "cancelled") -> int:
+        """Set every ``pending``/``running`` trial of the sweep to ``status``; returns how many.
+
+        Used when a sweep is cancelled or its driver found stale ``running`` rows.
+        """
+        _check_status(status, TRIAL_STATUSES, "trial")
+        values: dict[str, Any] = {"status": status}
+        if status in TRIAL_TERMINAL:
+            values["finished_at"] = utcnow()
+
+        def tx(conn: Connection) -> int:
+            result = conn.execute(
+                update(TRIALS)
+                .where(
+                    TRIALS.c.sweep_id == sweep_id,
+                    TRIALS.c.status.in_(("pending", "running")),
+                )
+                .values(values)
+            )
+            return int(result.rowcount)
+
+        return self._write(tx)
+
+    def status_counts(self, sweep_id: int) -> dict[str, int]:
+        """How many trials of the sweep are in each status (every status is a key)."""
+        with self.engine.connect() as conn:
+            return _status_counts(conn, sweep_id)
+
+    # ------------------------------------------------------------------ frames
+
+    def trials_frame(
+        self,
+        sweep: str | None = None,
+        *,
+        workload: _frames.Filter = None,
+        optimizer: _frames.Filter = None,
+        scheduler: _frames.Filter = None,
+        regularizer: _frames.Filter = None,
+        status: _frames.Filter = None,
+        role: _frames.Filter = None,
+        seed: _frames.IntFilter = None,
+    ) -> pd.DataFrame:
+        """One row per trial (of one sweep, or of all), filtered in SQL.
+
+        Each filter is a value or a list of values. Columns: ``TRIALS_FRAME_COLUMNS``;
+        ``params`` holds dicts, timestamps are UTC, nullable integers use ``Int64``.
+
+        Raises:
+            StoreError: ``sweep`` names no sweep.
+        """
+        filters = _axis_filters(workload, optimizer, scheduler, regularizer, status, role, seed)
+        with self.engine.connect() as conn:
+            sweep_id = self._sweep_id_or_error(conn, sweep)
+            return _frames.trials_frame(conn, sweep_id, filters)
+
+    def curves_frame(
+        self,
+        sweep: str | None = None,
+        *,
+        trial_ids: Iterable[int] | None = None,
+        names: _frames.Filter = None,
+        scope: _frames.Filter = None,
+        workload: _frames.Filter = None,
+        optimizer: _frames.Filter = None,
+        scheduler: _frames.Filter = None,
+        regularizer: _frames.Filter = None,
+        status: _frames.Filter = None,
+        role: _frames.Filter = None,
+        seed: _frames.IntFilter = None,
+    ) -> pd.DataFrame:
+        """Metric points in long format, one joined query ordered by trial, name, scope, step.
+
+        Columns: ``CURVES_FRAME_COLUMNS``; ``value`` is a float with NaN/inf restored.
+
+        Raises:
+            StoreError: ``sweep`` names no sweep.
+        """
+        filters = _axis_filters(workload, optimizer, scheduler, regularizer, status, role, seed)
+        _check_filter(scope, SCOPES, "scope")
+        with self.engine.connect() as conn:
+            sweep_id = self._sweep_id_or_error(conn, sweep)
+            return _frames.curves_frame(
+                conn,
+                sweep_id,
+                filters,
+                trial_ids=None if trial_ids is None else list(trial_ids),
+                names=names,
+                scope=scope,
+            )
+
+    # ------------------------------------------------------------------ internals
+
+    def _write(self, fn: Callable[[Connection], T]) -> T:
+        """Run ``fn`` in one write transaction, retrying on SQLite's transient lock errors."""
+        for attempt in range(_LOCK_RETRIES):
+            try:
+                with self._writer.begin() as conn:
+                    return fn(conn)
+            except OperationalError as exc:
+                if attempt == _LOCK_RETRIES - 1 or not is_locked_error(exc):
+                    raise
+                time.sleep(0.1 * 2**attempt)
+        raise AssertionError("unreachable")
+
+    def _sweep_by(self, column: str, value: object) -> SweepInfo | None:
+        with self.engine.connect() as conn:
+            row = conn.execute(select(SWEEPS).where(SWEEPS.c[column] == value)).mappings().first()
+            if row is None:
+                return None
+            return _sweep_info(row, _status_counts(conn, row["id"]))
+
+    @staticmethod
+    def _require_sweep_id(conn: Connection, sweep_id: int) -> None:
+        if conn.scalar(select(SWEEPS.c.id).where(SWEEPS.c.id == sweep_id)) is None:
+            raise StoreError(f"unknown sweep id {sweep_id}")
+
+    @staticmethod
+    def _sweep_id_or_error(conn: Connection, name: str | None) -> int | None:
+        if name is None:
+            return None
+        sweep_id = conn.scalar(select(SWEEPS.c.id).where(SWEEPS.c.name == name))
+        if sweep_id is None:
+            known = list(conn.scalars(select(SWEEPS.c.name).order_by(SWEEPS.c.name)))
+            raise StoreError(f"unknown sweep {name!r}; known: {_known_list(name, known)}")
+        return int(sweep_id)
+
+
+def _axis_filters(
+    workload: _frames.Filter,
+    optimizer: _frames.Filter,
+    scheduler: _frames.Filter,
+    regularizer: _frames.Filter,
+    status: _frames.Filter,
+    role: _frames.Filter,
+    seed: _frames.IntFilter,
+) -> _frames.AxisFilters:
+    """Frame filters, with the closed vocabularies (status, role) checked for typos."""
+    _check_filter(status, TRIAL_STATUSES, "status")
+    _check_filter(role, ROLES, "role")
+    return _frames.AxisFilters(workload, optimizer, scheduler, regularizer, status, role, seed)
+
+
+def _check_filter(value: _frames.Filter, valid: Sequence[str], what: str) -> None:
+    """A misspelt status in a filter is an error, not a silently empty frame."""
+    values = [value] if isinstance(value, str) else list(value or ())
+    bad = [v for v in values if v not in valid]
+    if bad:
+        raise StoreError(f"invalid {what} {bad[0]!r} in filter; valid: {', '.join(valid)}")
+
+
+def _reopen(url: str) -> Store:
+    """Unpickle a ``Store``: the schema was upgraded by whoever pickled it."""
+    return Store(url, upgrade=False)
+
+
+def _trial_row(sweep_id: int, t: NewTrial, now: Any) -> dict[str, Any]:
+    return {
+        "sweep_id": sweep_id,
+        "trial_hash": t.trial_hash,
+        "cell_key": t.cell_key,
+        "workload": t.workload,
+        "optimizer": t.optimizer,
+        "scheduler": t.scheduler,
+        "regularizer": t.regularizer,
+        "seed": t.seed,
+        "role": t.role,
+        "number": t.number,
+        "config": dict(t.config),
+        "params": dict(t.params),
+        "status": "pending",
+        "attempt": 0,
+        "created_at": now,
+    }
+
+
+def _metric_row(trial_id: int, p: MetricPoint) -> dict[str, Any]:
+    value = float(p.value)
+    special = special_of(value)
+    return {
+        "trial_id": trial_id,
+        "name": p.name,
+        "scope": p.scope,
+        "step": int(p.step),
+        "epoch": int(p.epoch),
+        "wall_time": float(p.wall_time),
+        "value": None if special else value,
+        "special": special,
+    }
+
+
+def _trial_info(row: RowMapping) -> TrialInfo:
+    return TrialInfo(**{name: row[name] for name in _TRIAL_FIELDS})
+
+
+def _sweep_info(row: RowMapping, counts: dict[str, int]) -> SweepInfo:
+    return SweepInfo(**{name: row[name] for name in _SWEEP_FIELDS}, counts=counts)
+
+
+def _zero_counts() -> dict[str, int]:
+    return dict.fromkeys(TRIAL_STATUSES, 0)
+
+
+def _status_counts(conn: Connection, sweep_id: int) -> dict[str, int]:
+    counts = _zero_counts()
+    rows = conn.execute(
+        select(TRIALS.c.status, func.count())
+        .where(TRIALS.c.sweep_id == sweep_id)
+        .group_by(TRIALS.c.status)
+    )
+    for status, n in rows:
+        counts[status] = int(n)
+    return counts
+
+
+def _check_status(status: object, valid: Iterable[str], what: str) -> None:
+    allowed = set(valid)
+    if status not in allowed:
+        order = [s for s in dict.fromkeys(TRIAL_STATUSES + SWEEP_STATUSES) if s in allowed]
+        raise StoreError(f"invalid {what} status {status!r}; valid: {', '.join(order)}")
+
+
+def _violates(exc: IntegrityError, *needles: str) -> bool:
+    text = str(exc.orig)
+    return any(n in text for n in needles)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _known_list(name: str, known: list[str], limit: int = 20) -> str:
+    """Known names, the closest to ``name`` first, cut at ``limit``."""
+    if not known:
+        return "(none)"
+    import difflib
+
+    close = difflib.get_close_matches(name, known, n=5, cutoff=0.5)
+    ordered = close + [k for k in known if k not in close]
+    shown = ", ".join(repr(k) for k in ordered[:limit])
+    return shown + (f", ... ({len(known)} in all)" if len(known) > limit else "")
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for i in range(0, len(items), size):
+        yield items[i : i + size]

@@ -1,0 +1,268 @@
+"""The meaning of a spec, checked against the engine's registries.
+
+Runs after the pydantic shape check. Every axis entry is resolved exactly as the engine will
+resolve it for a trial (same code: ``build_workload``, ``resolve_optimizer``, ...), so a spec
+that passes here cannot fail on a name or a hyperparameter mid-sweep. The engine names fields
+for one trial (``optimizer.params.lr``); errors are re-raised in spec terms
+(``optimizers[3].params.lr``). All problems are collected, the first one reported.
+
+The spec comes back canonical: registry names (``Adam`` → ``adam``, aliases resolved), given
+parameters coerced to their declared kind (``lr: 1`` → ``1.0``), search-space algorithm names
+canonical and ``tuning.final_seeds`` filled in, so that equal experiments hash equally.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from bench_service.engine.config import Component
+from bench_service.engine.errors import ConfigError
+from bench_service.engine.hparams import HyperParam, ParamSpace
+from bench_service.engine.optimizers import OPTIMIZERS, resolve_optimizer
+from bench_service.engine.registry import closest
+from bench_service.engine.regularizers import REGULARIZERS, resolve_regularizer
+from bench_service.engine.schedulers import SCHEDULERS, resolve_scheduler
+from bench_service.engine.workloads import WORKLOADS, build_workload
+from bench_service.sweep.errors import SpecError
+from bench_service.sweep.spec import AXES, AXIS_KEYS, AxisEntry, ParamRange, SweepSpec
+
+Problems = list[tuple[str, str]]
+
+#: Axes whose algorithms tuning can search (workloads are the problem, not a choice).
+TUNED_AXES = ("optimizers", "schedulers", "regularizers")
+
+
+def param_space(axis: str, name: str) -> ParamSpace:
+    """The declared hyperparameters of a registered algorithm (schedulers: with ``interval``)."""
+    if axis == "optimizers":
+        return OPTIMIZERS.get(name).hyperparams
+    if axis == "schedulers":
+        return SCHEDULERS.get(name).space()
+    if axis == "regularizers":
+        return REGULARIZERS.get(name).hyperparams
+    return WORKLOADS.get(name).hyperparams
+
+
+def canonical_entry(axis: str, entry: AxisEntry, where: str) -> AxisEntry:
+    """Resolve ``entry`` as the engine will; return it with its registry name and coerced
+    params, or raise ``SpecError`` with a field under ``where`` (e.g. ``optimizers[1]``)."""
+    try:
+        resolved: dict[str, Any]
+        if axis == "workloads":
+            workload = build_workload(entry.name, dict(entry.params), where=where)
+            name, resolved = type(workload).name, workload.params
+        else:
+            resolver: Callable[[Component, str], dict[str, Any]] = {
+                "optimizers": resolve_optimizer,
+                "schedulers": resolve_scheduler,
+                "regularizers": resolve_regularizer,
+            }[axis]
+            resolved = resolver(Component(entry.name, dict(entry.params)), where)
+            registry: Any = {
+                "optimizers": OPTIMIZERS, "schedulers": SCHEDULERS, "regularizers": REGULARIZERS
+            }[axis]
+            name = registry.get(entry.name).name
+    except ConfigError as exc:
+        # Workload parameters are always reported as ``workload.params.x`` by the engine.
+        raise SpecError.from_config_error(exc, AXIS_KEYS[axis], where) from exc
+    params = {k: resolved[k] for k in sorted(entry.params)}
+    return AxisEntry(name=name, params=params)
+
+
+def _key(entry: AxisEntry) -> str:
+    return json.dumps(entry.to_dict(), sort_keys=True, default=str)
+
+
+def _check_axes(spec: SweepSpec, problems: Problems) -> dict[str, list[AxisEntry]]:
+    axes: dict[str, list[AxisEntry]] = {}
+    for axis in AXES:
+        entries: list[AxisEntry] = []
+        first: dict[str, int] = {}
+        for i, entry in enumerate(spec.axis(axis)):
+            where = f"{axis}[{i}]"
+            try:
+                entry = canonical_entry(axis, entry, where)
+            except SpecError as exc:
+                problems.append((exc.field, exc.message))
+                entries.append(entry)
+                continue
+            key = _key(entry)
+            if key in first:
+                problems.append((
+                    where, f"duplicate of {axis}[{first[key]}] ({entry.label()}); "
+                    "each entry must differ in name or params",
+                ))
+            first.setdefault(key, i)
+            entries.append(entry)
+        axes[axis] = entries
+    return axes
+
+
+def _check_exclude(spec: SweepSpec, axes: dict[str, list[AxisEntry]], problems: Problems) -> Any:
+    """Exclude rules must name entries of this spec (a typo would silently exclude nothing)."""
+    rules = []
+    for i, rule in enumerate(spec.exclude):
+        update: dict[str, str] = {}
+        for axis in AXES:
+            key = AXIS_KEYS[axis]
+            value = rule.given().get(key)
+            if value is None:
+                continue
+            names = list(dict.fromkeys(e.name for e in axes[axis]))
+            if value.lower() in names:
+                update[key] = value.lower()
+            else:
+                problems.append((
+                    f"exclude[{i}].{key}",
+                    f"{value!r} is not among this spec's {axis}{closest(value.lower(), names)}; "
+                    f"{axis}: {', '.join(names)}",
+                ))
+        rules.append(rule.model_copy(update=update))
+    return rules
+
+
+def _check_device(spec: SweepSpec, problems: Problems) -> None:
+    if spec.device.startswith("cuda") and spec.resources.gpus_per_trial <= 0:
+        problems.append((
+            "resources.gpus_per_trial",
+            f"device {spec.device!r} needs a GPU share per trial (e.g. 1 or 0.25), got 0",
+        ))
+
+
+def _range_problems(hp: HyperParam, rng: ParamRange, where: str) -> Problems:
+    """Problems of one search range against its parameter's declaration."""
+    out: Problems = []
+
+    def valid(value: Any, path: str) -> None:
+        try:
+            hp.validate(value, "")
+        except ConfigError as exc:
+            out.append((path, exc.message))
+
+    if rng.choices is not None:
+        if rng.low is not None or rng.high is not None:
+            out.append((where, "give low/high or choices, not both"))
+        if not rng.choices:
+            out.append((f"{where}.choices", "must not be empty"))
+        for i, v in enumerate(rng.choices):
+            valid(v, f"{where}.choices[{i}]")
+        if len({json.dumps(v, sort_keys=True, default=str) for v in rng.choices}) < len(
+            rng.choices
+        ):
+            out.append((f"{where}.choices", "must be distinct"))
+        return out
+    if hp.kind in ("bool", "choice", "list"):
+        return [(where, f"{hp.name} is a {hp.kind} parameter: give choices: [...]")]
+    for end in ("low", "high"):
+        if getattr(rng, end) is None:
+            out.append((f"{where}.{end}", "is required (or give choices: [...])"))
+    if out:
+        return out
+    low, high = float(rng.low or 0.0), float(rng.high or 0.0)
+    if low >= high:
+        return [(f"{where}.low", f"must be < high ({high:g}), got {low:g}")]
+    valid(rng.low, f"{where}.low")
+    valid(rng.high, f"{where}.high")
+    if rng.log and low <= 0:
+        out.append((f"{where}.low", f"must be > 0 with log: true, got {low:g}"))
+    return out
+
+
+def _check_search_space(
+    spec: SweepSpec, axes: dict[str, list[AxisEntry]], problems: Problems
+) -> dict[str, dict[str, ParamRange]]:
+    """Search-space keys must be algorithms of this spec and declared parameters of them."""
+    assert spec.tuning is not None
+    owners: dict[str, str] = {}  # canonical algorithm name -> axis
+    for axis in TUNED_AXES:
+        for entry in axes[axis]:
+            owners.setdefault(entry.name, axis)
+    out: dict[str, dict[str, ParamRange]] = {}
+    for algo, params in spec.tuning.search_space.items():
+        where = f"tuning.search_space.{algo}"
+        canon = _canonical_algorithm(algo)
+        owner = owners.get(canon or algo.lower())
+        if owner is None:
+            in_spec = sorted(owners)
+            if canon is not None:
+                msg = f"{algo!r} is not among this spec's optimizers, schedulers or regularizers"
+            else:
+                msg = f"unknown algorithm {algo!r}{closest(algo.lower(), in_spec)}"
+            problems.append((where, f"{msg}; this spec has: {', '.join(in_spec)}"))
+            continue
+        assert canon is not None
+        axis = owner
+        space = param_space(axis, canon)
+        ranges: dict[str, ParamRange] = {}
+        for pname, rng in params.items():
+            pwhere = f"{where}.{pname}"
+            if pname not in space.names():
+                valid = space.names()
+                problems.append((
+                    pwhere, f"unknown hyperparameter of {canon}{closest(pname, valid)}; "
+                    f"valid: {', '.join(valid) or 'none'}",
+                ))
+                continue
+            problems.extend(_range_problems(space.get(pname), rng, pwhere))
+            fixed_in = [
+                f"{axis}[{i}]" for i, e in enumerate(axes[axis])
+                if e.name == canon and pname in e.params
+            ]
+            same_name = [e for e in axes[axis] if e.name == canon]
+            if fixed_in and len(fixed_in) == len(same_name):
+                problems.append((
+                    pwhere, f"{pname} is fixed in {', '.join(fixed_in)}.params, so it is never "
+                    "tuned; remove it from one of the two",
+                ))
+            ranges[pname] = rng
+        out[canon] = {**out.get(canon, {}), **ranges}
+    return out
+
+
+def _canonical_algorithm(name: str) -> str | None:
+    for registry in (OPTIMIZERS, SCHEDULERS, REGULARIZERS):
+        if name in registry:
+            canon: str = registry.get(name).name
+            return canon
+    return None
+
+
+def _check_objective(
+    spec: SweepSpec, axes: dict[str, list[AxisEntry]], problems: Problems
+) -> None:
+    assert spec.tuning is not None
+    if spec.tuning.objective.metric != "val_accuracy":
+        return
+    for i, entry in enumerate(axes["workloads"]):
+        cls = WORKLOADS.get(entry.name) if entry.name in WORKLOADS else None
+        if cls is not None and not cls.classification:
+            problems.append((
+                "tuning.objective.metric",
+                f"workloads[{i}] ({entry.name}) has no val_accuracy; use val_loss",
+            ))
+            return
+
+
+def check_spec(spec: SweepSpec) -> SweepSpec:
+    """Check ``spec`` against the registries; return its canonical form or raise SpecError."""
+    problems: Problems = []
+    axes = _check_axes(spec, problems)
+    exclude = _check_exclude(spec, axes, problems)
+    _check_device(spec, problems)
+    update: dict[str, Any] = {**axes, "exclude": exclude}
+    if spec.tuning is not None:
+        space = _check_search_space(spec, axes, problems)
+        _check_objective(spec, axes, problems)
+        update["tuning"] = spec.tuning.model_copy(update={
+            "search_space": space,
+            "final_seeds": spec.final_seeds,
+        })
+    error = SpecError.collect(problems)
+    if error is not None:
+        raise error
+    return spec.model_copy(update=update)
+
+
+__all__ = ["TUNED_AXES", "canonical_entry", "check_spec", "param_space"]

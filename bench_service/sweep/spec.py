@@ -1,0 +1,494 @@
+"""The sweep spec: what a user writes in YAML, validated before anything runs.
+
+Validation has two stages. The pydantic models here check the *shape* (types, required
+fields, bounds that need no registry); ``bench_service.sweep.checks`` then checks the
+*meaning* against the engine's registries (names exist, hyperparameters are valid, search
+ranges fit the declared bounds) and returns the spec in canonical form: registry names,
+coerced parameter values, ``final_seeds`` filled in. ``load_spec``/``parse_spec`` run both, so
+a ``SweepSpec`` obtained from them is always valid and canonical.
+
+Every error is a ``SpecError`` whose ``field`` is a dotted path into the YAML.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+from bench_service.engine.registry import closest
+from bench_service.sweep.errors import SpecError, convert_validation_error
+from bench_service.sweep.yaml_io import looks_like_path, parse_yaml, read_spec_file
+
+#: The four axes of a grid, in the order of a trial's label.
+AXES: tuple[str, ...] = ("workloads", "optimizers", "schedulers", "regularizers")
+#: The singular of each axis: the ``TrialConfig`` field and the ``exclude`` key.
+AXIS_KEYS: dict[str, str] = {
+    "workloads": "workload",
+    "optimizers": "optimizer",
+    "schedulers": "scheduler",
+    "regularizers": "regularizer",
+}
+
+SAMPLERS = ("tpe", "random", "qmc", "grid", "cmaes")
+PRUNERS = ("none", "median", "hyperband", "successive_halving")
+#: Metrics a tuning objective can name: the runner's own plus ``time_to_target`` (seconds to
+#: reach the workload's target) and char_lm's ``val_perplexity``.
+OBJECTIVE_METRICS = ("val_loss", "val_accuracy", "val_perplexity", "train_loss", "time_to_target")
+
+#: Top-level fields that cannot change any result, left out of ``spec_hash``: renaming or
+#: re-describing a sweep, or giving it more CPUs, must still resume it.
+NON_RESULT_FIELDS = ("name", "description", "resources", "skip_incompatible")
+
+_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
+_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+)$")
+
+NonNegInt = Annotated[int, Field(ge=0)]
+
+
+def _one_of(value: str, valid: tuple[str, ...]) -> str:
+    """``value`` if in ``valid``, else a ValueError with the closest names."""
+    if value not in valid:
+        hint = closest(value, valid)
+        raise ValueError(f"must be one of {', '.join(valid)}; got {value!r}{hint}")
+    return value
+
+
+def _distinct(values: list[int], what: str) -> list[int]:
+    seen: set[int] = set()
+    for v in values:
+        if v in seen:
+            raise ValueError(f"duplicate {what} {v}; {what}s must be distinct")
+        seen.add(v)
+    return values
+
+
+class _Model(BaseModel):
+    """Strict (no ``"1"`` for 1, no ``true`` for 1), closed (unknown keys are errors), frozen."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class AxisEntry(_Model):
+    """One entry of an axis: a registered name and the hyperparameters fixed for it.
+
+    In YAML either ``adam`` or ``{name: adam, params: {lr: 0.01}}``; parameters not given take
+    the registry's defaults (and, under ``tuning``, are searched).
+    """
+
+    name: str
+    params: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_name(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return {"name": value}
+        if isinstance(value, Mapping):
+            if value.get("params", {}) is None:  # ``params:`` with nothing after it
+                return {**value, "params": {}}
+            return value
+        if isinstance(value, AxisEntry):
+            return value
+        raise ValueError(f"must be a name or {{name, params}}, got {value!r}")
+
+    @field_validator("name")
+    @classmethod
+    def _name_not_blank(cls, value: str) -> str:
+        if not value.strip():
+            raise ValueError("must be a non-empty name")
+        return value.strip()
+
+    def label(self, with_params: bool = True) -> str:
+        """``adam`` or ``yogi(lr=0.01)``: how diffs and labels show this entry."""
+        if not with_params or not self.params:
+            return self.name
+        inner = ", ".join(f"{k}={_fmt(v)}" for k, v in sorted(self.params.items()))
+        return f"{self.name}({inner})"
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "params": dict(sorted(self.params.items()))}
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+class BudgetSpec(_Model):
+    """How long each trial trains: ``{epochs: N}`` or ``{steps: N}``, not both."""
+
+    epochs: int | None = Field(default=None, ge=1)
+    steps: int | None = Field(default=None, ge=1)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mapping(cls, value: Any) -> Any:
+        if not isinstance(value, (Mapping, BudgetSpec)):
+            raise ValueError(f"must be {{epochs: N}} or {{steps: N}}, got {value!r}")
+        return value
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> BudgetSpec:
+        if self.epochs is not None and self.steps is not None:
+            raise ValueError("give epochs or steps, not both")
+        if self.epochs is None and self.steps is None:
+            raise ValueError("give epochs or steps, e.g. {epochs: 10}")
+        return self
+
+    def to_dict(self) -> dict[str, int]:
+        return {"epochs": self.epochs} if self.epochs is not None else {"steps": self.steps or 0}
+
+
+class Resources(_Model):
+    """What Ray reserves for each trial and how often it retries a trial lost with its worker."""
+
+    cpus_per_trial: float = Field(default=1.0, gt=0)
+    gpus_per_trial: float = Field(default=0.0, ge=0)
+    max_retries: int = Field(default=3, ge=0)
+
+    @field_validator("gpus_per_trial")
+    @classmethod
+    def _ray_gpu_fraction(cls, value: float) -> float:
+        # Ray accepts fractions of one GPU, but more than one must be a whole number.
+        if value > 1 and not float(value).is_integer():
+            raise ValueError(f"above 1 must be a whole number of GPUs, got {value:g}")
+        return value
+
+
+class ExcludeRule(_Model):
+    """A partial cell: every trial matching all the given axis names is dropped."""
+
+    workload: str | None = None
+    optimizer: str | None = None
+    scheduler: str | None = None
+    regularizer: str | None = None
+
+    @model_validator(mode="after")
+    def _not_empty(self) -> ExcludeRule:
+        if not self.given():
+            raise ValueError("give at least one of workload, optimizer, scheduler, regularizer")
+        return self
+
+    def given(self) -> dict[str, str]:
+        """The axis keys this rule constrains (``{"workload": "quadratic", ...}``)."""
+        return {
+            k: v
+            for k, v in (
+                ("workload", self.workload),
+                ("optimizer", self.optimizer),
+                ("scheduler", self.scheduler),
+                ("regularizer", self.regularizer),
+            )
+            if v is not None
+        }
+
+    def matches(self, names: Mapping[str, str]) -> bool:
+        """Whether a cell with axis names ``names`` (``{"workload": ..., ...}``) is excluded."""
+        return all(names.get(k) == v for k, v in self.given().items())
+
+
+class ParamRange(_Model):
+    """Where tuning searches one hyperparameter: ``{low, high, log}`` or ``{choices}``.
+
+    Consistency (low < high, inside the parameter's valid bounds, choices for categorical
+    parameters) needs the registry and is checked in ``checks``.
+    """
+
+    low: float | None = None
+    high: float | None = None
+    log: bool = False
+    choices: list[Any] | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if self.choices is not None:
+            return {"choices": list(self.choices)}
+        return {"low": self.low, "high": self.high, "log": self.log}
+
+
+class Objective(_Model):
+    """What tuning optimises; ``mode`` defaults to ``max`` for accuracies, else ``min``."""
+
+    metric: str = "val_loss"
+    mode: str = "min"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_mode(cls, value: Any) -> Any:
+        if isinstance(value, Mapping) and "mode" not in value:
+            metric = value.get("metric", "val_loss")
+            mode = "max" if isinstance(metric, str) and "accuracy" in metric else "min"
+            return {**value, "mode": mode}
+        return value
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        return _one_of(value, OBJECTIVE_METRICS)
+
+    @field_validator("mode")
+    @classmethod
+    def _known_mode(cls, value: str) -> str:
+        return _one_of(value, ("min", "max"))
+
+    @model_validator(mode="after")
+    def _time_is_minimised(self) -> Objective:
+        if self.metric == "time_to_target" and self.mode != "min":
+            raise ValueError("time_to_target can only be minimised (mode: min)")
+        return self
+
+
+class TuningSpec(_Model):
+    """Equal-budget tuning (issue #4): ``trials_per_cell`` trials per grid cell, then the
+    best config of each cell re-run on ``final_seeds``.
+
+    ``search_space`` maps an algorithm name of this spec to parameter ranges that override
+    the registry's default ranges; parameters fixed in an axis entry stay fixed.
+    ``final_seeds`` defaults to the spec's ``seeds``.
+    """
+
+    trials_per_cell: int = Field(ge=1)
+    sampler: str = "tpe"
+    pruner: str = "none"
+    objective: Objective = Field(default_factory=Objective)
+    tune_seed: int = Field(default=0, ge=0)
+    final_seeds: list[NonNegInt] | None = Field(default=None, min_length=1)
+    search_space: dict[str, dict[str, ParamRange]] = Field(default_factory=dict)
+    max_concurrent: int | None = Field(default=None, ge=1)
+
+    @field_validator("sampler")
+    @classmethod
+    def _known_sampler(cls, value: str) -> str:
+        return _one_of(value, SAMPLERS)
+
+    @field_validator("pruner")
+    @classmethod
+    def _known_pruner(cls, value: str) -> str:
+        return _one_of(value, PRUNERS)
+
+    @field_validator("final_seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int] | None) -> list[int] | None:
+        return None if value is None else _distinct(value, "seed")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "trials_per_cell": self.trials_per_cell,
+            "sampler": self.sampler,
+            "pruner": self.pruner,
+            "objective": {"metric": self.objective.metric, "mode": self.objective.mode},
+            "tune_seed": self.tune_seed,
+            "final_seeds": list(self.final_seeds) if self.final_seeds is not None else None,
+            "search_space": {
+                algo: {p: r.to_dict() for p, r in sorted(params.items())}
+                for algo, params in sorted(self.search_space.items())
+            },
+            "max_concurrent": self.max_concurrent,
+        }
+
+
+def _default_entry(name: str) -> list[AxisEntry]:
+    return [AxisEntry(name=name)]
+
+
+class SweepSpec(_Model):
+    """A whole sweep: the grid axes, seeds, training settings, resources and tuning.
+
+    Obtain one from ``load_spec``/``parse_spec`` (validated and canonical); constructing it
+    directly checks only the shape.
+    """
+
+    name: str = Field(min_length=1, max_length=100)
+    description: str | None = None
+    workloads: list[AxisEntry] = Field(min_length=1)
+    optimizers: list[AxisEntry] = Field(min_length=1)
+    schedulers: list[AxisEntry] = Field(
+        default_factory=lambda: _default_entry("constant"), min_length=1
+    )
+    regularizers: list[AxisEntry] = Field(
+        default_factory=lambda: _default_entry("none"), min_length=1
+    )
+    seeds: list[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
+    budget: BudgetSpec | None = None
+    batch_size: int | None = Field(default=None, ge=1)
+    log_every: int = Field(default=10, ge=1)
+    device: str = "cpu"
+    resources: Resources = Field(default_factory=lambda: Resources())
+    skip_incompatible: bool = False
+    exclude: list[ExcludeRule] = Field(default_factory=list)
+    tuning: TuningSpec | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _safe_name(cls, value: str) -> str:
+        if not _NAME.match(value):
+            raise ValueError(
+                f"may only contain letters, digits, '_', '.' and '-', got {value!r}"
+            )
+        return value
+
+    @field_validator("seeds")
+    @classmethod
+    def _distinct_seeds(cls, value: list[int]) -> list[int]:
+        return _distinct(value, "seed")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, value: str) -> str:
+        if not _DEVICE.match(value):
+            raise ValueError(f"must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+        return value
+
+    def renamed(self, name: str) -> SweepSpec:
+        """This spec under another sweep name (``bench run --name``), the name validated."""
+        try:
+            self.model_validate({**self.model_dump(), "name": name})
+        except ValidationError as exc:
+            raise convert_validation_error(exc, _fields_at) from None
+        return self.model_copy(update={"name": name})
+
+    def axis(self, axis: str) -> list[AxisEntry]:
+        """The entries of one axis by its plural name (``"optimizers"``)."""
+        entries: list[AxisEntry] = getattr(self, axis)
+        return entries
+
+    @property
+    def final_seeds(self) -> list[int]:
+        """Seeds of the final runs of a tuned sweep (the grid's seeds without tuning)."""
+        if self.tuning is not None and self.tuning.final_seeds is not None:
+            return list(self.tuning.final_seeds)
+        return list(self.seeds)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The normalised spec as plain JSON-able data (what the database stores).
+
+        Every field is present (``None`` where unset) so that two specs compare key by key.
+        """
+        return {
+            "name": self.name,
+            "description": self.description,
+            **{axis: [e.to_dict() for e in self.axis(axis)] for axis in AXES},
+            "seeds": list(self.seeds),
+            "budget": self.budget.to_dict() if self.budget is not None else None,
+            "batch_size": self.batch_size,
+            "log_every": self.log_every,
+            "device": self.device,
+            "resources": self.resources.model_dump(),
+            "skip_incompatible": self.skip_incompatible,
+            "exclude": [r.given() for r in self.exclude],
+            "tuning": self.tuning.to_dict() if self.tuning is not None else None,
+        }
+
+
+# --- identity ---------------------------------------------------------------------------------
+
+
+def _canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def result_view(spec_dict: Mapping[str, Any]) -> dict[str, Any]:
+    """The part of a normalised spec that can change results, order-free where order is moot.
+
+    Drops ``NON_RESULT_FIELDS`` and ``tuning.max_concurrent`` (how many trials run at once),
+    and sorts the axes, seeds and exclude rules: reordering them runs the very same trials.
+    """
+    view = {k: v for k, v in spec_dict.items() if k not in NON_RESULT_FIELDS}
+    for axis in AXES:
+        view[axis] = sorted(view.get(axis) or [], key=_canonical_json)
+    view["seeds"] = sorted(view.get("seeds") or [])
+    view["exclude"] = sorted(view.get("exclude") or [], key=_canonical_json)
+    tuning = view.get("tuning")
+    if isinstance(tuning, Mapping):
+        tuning = {k: v for k, v in tuning.items() if k != "max_concurrent"}
+        tuning["final_seeds"] = sorted(tuning.get("final_seeds") or [])
+        view["tuning"] = tuning
+    return view
+
+
+def spec_hash(spec: SweepSpec | Mapping[str, Any]) -> str:
+    """SHA-256 of the canonical result-relevant spec: equal hashes resume the same sweep."""
+    data = spec.to_dict() if isinstance(spec, SweepSpec) else spec
+    return hashlib.sha256(_canonical_json(result_view(data)).encode()).hexdigest()
+
+
+# --- loading ----------------------------------------------------------------------------------
+
+
+def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the model at pydantic ``loc`` (for "unknown field" hints)."""
+    model: Any = SweepSpec
+    for part in loc:
+        if isinstance(part, int) or model is None:
+            continue  # list index: same element model
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            # a free-form key (search_space's algorithm/param name): the value's model stays
+            continue
+        model = _inner_model(field.annotation)
+    return list(model.model_fields) if model is not None else []
+
+
+def _inner_model(annotation: Any) -> type[BaseModel] | None:
+    """The pydantic model inside ``list[M]``, ``M | None``, ``dict[str, dict[str, M]]``..."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()):
+        found = _inner_model(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def parse_spec(data: Any) -> SweepSpec:
+    """Validate plain data (a dict from YAML/JSON) into a canonical ``SweepSpec``.
+
+    Raises:
+        SpecError: On the first problem (all problems in ``.errors``).
+    """
+    if not isinstance(data, Mapping):
+        got = "an empty document" if data is None else f"{type(data).__name__} {data!r}"[:80]
+        raise SpecError(
+            "spec", f"the spec must be a mapping (name, workloads, optimizers, ...), got {got}"
+        )
+    bad_keys = [k for k in data if not isinstance(k, str)]
+    if bad_keys:
+        raise SpecError("spec", f"keys must be strings, got {bad_keys[0]!r}")
+    try:
+        spec = SweepSpec.model_validate(dict(data))
+    except ValidationError as exc:
+        raise convert_validation_error(exc, _fields_at) from None
+    from bench_service.sweep.checks import check_spec  # needs the registries (torch)
+
+    return check_spec(spec)
+
+
+def load_spec(path_or_text: str | Path) -> SweepSpec:
+    """Read a spec from a YAML file (a path) or YAML text, and validate it.
+
+    A ``Path`` or a one-line string without ``key: value`` is a file name; anything else is
+    YAML text.
+
+    Raises:
+        SpecError: A missing/unreadable file or bad YAML (field ``spec``, with line and
+            column), or any problem ``parse_spec`` finds.
+    """
+    if looks_like_path(path_or_text):
+        path = Path(path_or_text)
+        return parse_spec(parse_yaml(read_spec_file(path), str(path)))
+    return parse_spec(parse_yaml(str(path_or_text)))

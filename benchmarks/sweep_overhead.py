@@ -1,0 +1,88 @@
+"""What orchestration and storage cost: `bench run` on Ray vs the bare engine, back to back.
+
+Builds a grid of >= 200 short trials, runs it once with ``bench run`` (embedded local Ray,
+2 workers, results in a fresh SQLite file, a real subprocess as a user would run it) and once
+sequentially with ``run_trial`` in one process (no Ray, no SQL). Prints both wall times, their
+ratio and the per-trial overhead. Target on 2 cores: sweep <= 0.65 x the sequential time.
+
+    python benchmarks/sweep_overhead.py [--seeds 10] [--epochs 3] [--workers 2]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def make_spec(seeds: int, epochs: int) -> dict:
+    return {
+        "name": "overhead",
+        "workloads": ["linreg", "logreg_digits"],
+        "optimizers": ["sgd", "momentum", "adam", "yogi", "rmsprop"],
+        "schedulers": ["constant", "cosine"],
+        "regularizers": ["none"],
+        "seeds": list(range(seeds)),
+        "budget": {"epochs": epochs},
+    }
+
+
+def sequential(spec: dict) -> tuple[float, int]:
+    import torch
+
+    from bench_service.engine import run_trial
+    from bench_service.sweep import parse_spec, plan_sweep
+
+    torch.set_num_threads(1)  # as each Ray worker does with cpus_per_trial: 1
+    plan = plan_sweep(parse_spec(spec))
+    run_trial(plan.trials[0].config)  # warm the data caches, as workers do on first use
+    t0 = time.perf_counter()
+    for t in plan.trials:
+        r = run_trial(t.config)
+        assert r.status in ("completed", "diverged"), r.error
+    return time.perf_counter() - t0, len(plan.trials)
+
+
+def swept(spec: dict, workers: int) -> float:
+    with tempfile.TemporaryDirectory() as tmp:
+        spec_path = Path(tmp) / "spec.yaml"
+        spec_path.write_text(yaml.safe_dump(spec))
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        t0 = time.perf_counter()
+        subprocess.run(
+            [sys.executable, "-m", "bench_service.cli", "run", str(spec_path),
+             "--db", str(Path(tmp) / "bench.db"), "--num-cpus", str(workers), "--no-progress"],
+            check=True, env=env, cwd=tmp, stdout=subprocess.DEVNULL,
+        )
+        return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, default=10)
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--workers", type=int, default=2)
+    args = ap.parse_args()
+    spec = make_spec(args.seeds, args.epochs)
+    seq, n = sequential(spec)
+    sw = swept(spec, args.workers)
+    print(f"{n} trials (2 workloads x 5 optimizers x 2 schedulers x {args.seeds} seeds, "
+          f"{args.epochs} epochs each)")
+    print(f"sequential bare engine : {seq:7.1f} s  ({1000 * seq / n:.0f} ms/trial)")
+    print(f"bench run, {args.workers} workers   : {sw:7.1f} s  (incl. Ray start-up and SQLite)")
+    print(f"ratio                  : {sw / seq:.3f}  (target <= 0.65)")
+    ideal = seq / args.workers
+    print(f"overhead per trial     : {1000 * (sw - ideal) / n:.1f} ms over a perfect "
+          f"{args.workers}-way split ({ideal:.1f} s)")
+
+
+if __name__ == "__main__":
+    main()

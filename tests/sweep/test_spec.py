@@ -1,0 +1,260 @@
+"""The sweep spec: shape and meaning validated up front, every error naming its field."""
+
+from __future__ import annotations
+
+import copy
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from bench_service.engine.errors import ConfigError
+from bench_service.sweep import SpecError, SweepSpec, TuningSpec, load_spec, parse_spec
+
+BASE: dict[str, Any] = {
+    "name": "t",
+    "workloads": ["quadratic", "mlp_digits"],
+    "optimizers": ["sgd", "adam", {"name": "yogi", "params": {"lr": 0.01}}],
+}
+
+
+def spec(**changes: Any) -> dict[str, Any]:
+    """BASE with top-level keys replaced (a value of ``...`` deletes the key)."""
+    data = copy.deepcopy(BASE)
+    for key, value in changes.items():
+        if value is ...:
+            data.pop(key, None)
+        else:
+            data[key] = value
+    return data
+
+
+def error_of(data: Any) -> SpecError:
+    with pytest.raises(SpecError) as info:
+        parse_spec(data)
+    return info.value
+
+
+def tuning(**changes: Any) -> dict[str, Any]:
+    return spec(tuning={"trials_per_cell": 4, **changes})
+
+
+# --- valid specs ---------------------------------------------------------------------------
+
+
+def test_defaults_fill_the_optional_fields() -> None:
+    s = parse_spec(spec())
+    assert [e.name for e in s.schedulers] == ["constant"]
+    assert [e.name for e in s.regularizers] == ["none"]
+    assert s.seeds == [0]
+    assert s.budget is None and s.batch_size is None
+    assert (s.log_every, s.device, s.skip_incompatible, s.exclude, s.tuning) == (
+        10, "cpu", False, [], None,
+    )
+    r = s.resources
+    assert (r.cpus_per_trial, r.gpus_per_trial, r.max_retries) == (1.0, 0.0, 3)
+
+
+def test_names_and_params_come_back_canonical() -> None:
+    s = parse_spec(spec(optimizers=["Adam", {"name": "SGD", "params": {"lr": 1}}]))
+    assert [e.name for e in s.optimizers] == ["adam", "sgd"]
+    lr = s.optimizers[1].params["lr"]
+    assert lr == 1.0 and isinstance(lr, float)
+
+
+def test_yaml_reads_1e_minus_3_as_a_float() -> None:
+    text = "name: t\nworkloads: [quadratic]\noptimizers: [{name: adam, params: {lr: 1e-3}}]\n"
+    assert load_spec(text).optimizers[0].params == {"lr": 1e-3}
+
+
+def test_fractional_gpus_and_budget_in_steps() -> None:
+    s = parse_spec(spec(device="cuda:0", resources={"gpus_per_trial": 0.25}, budget={"steps": 50}))
+    assert s.resources.gpus_per_trial == 0.25
+    assert s.budget is not None and s.budget.steps == 50
+
+
+def test_load_spec_reads_a_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    path.write_text("name: from_file\nworkloads: [linreg]\noptimizers: [sgd]\n")
+    assert load_spec(path).name == "from_file"
+    assert load_spec(str(path)).name == "from_file"
+
+
+def test_tuning_defaults_and_final_seeds_from_seeds() -> None:
+    s = parse_spec(tuning(objective={"metric": "val_accuracy"}) | {"workloads": ["mlp_digits"],
+                                                                    "seeds": [3, 4]})
+    assert isinstance(s.tuning, TuningSpec)
+    assert (s.tuning.sampler, s.tuning.pruner, s.tuning.tune_seed) == ("tpe", "none", 0)
+    assert s.tuning.objective.mode == "max"  # accuracies are maximised unless told otherwise
+    assert s.tuning.final_seeds == [3, 4]
+    t = parse_spec(tuning()).tuning
+    assert t is not None and (t.objective.metric, t.objective.mode) == ("val_loss", "min")
+
+
+def test_search_space_names_are_canonical() -> None:
+    s = parse_spec(tuning(search_space={"Adam": {"lr": {"low": 1e-4, "high": 0.1, "log": True}}}))
+    assert s.tuning is not None and list(s.tuning.search_space) == ["adam"]
+
+
+def test_renamed_validates_the_new_name() -> None:
+    s = parse_spec(spec())
+    assert s.renamed("t2").name == "t2" and s.renamed("t2").optimizers == s.optimizers
+    with pytest.raises(SpecError) as info:
+        s.renamed("bad name")
+    assert info.value.field == "name"
+
+
+def test_spec_error_is_a_config_error() -> None:
+    assert issubclass(SpecError, ConfigError)
+    assert isinstance(parse_spec(spec()), SweepSpec)
+
+
+# --- errors name their field ---------------------------------------------------------------
+
+
+def test_unknown_optimizer_suggests_the_closest() -> None:
+    err = error_of(spec(optimizers=["sgd", "adamm"]))
+    assert err.field == "optimizers[1].name"
+    assert "'adam'" in err.message and "did you mean" in err.message
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        (spec(seeds="zero"), "seeds", "must be a list"),
+        (spec(seeds=[0, True]), "seeds[1]", "integer"),
+        (spec(seeds=[1, 1]), "seeds", "duplicate seed 1"),
+        (spec(seeds=[-1]), "seeds[0]", ">= 0"),
+        (spec(seeds=[]), "seeds", "empty"),
+        (spec(optimizers=["sgd", {"name": "adam", "params": {"lr": -0.1}}]),
+         "optimizers[1].params.lr", "> 0"),
+        (spec(optimizers=[{"name": "adam", "params": {"lrr": 0.1}}]),
+         "optimizers[0].params.lrr", "'lr'"),
+        (spec(optimizers=[]), "optimizers", "empty"),
+        (spec(optimizers=...), "optimizers", "required"),
+        (spec(optimizers=[1]), "optimizers[0]", "name or {name, params}"),
+        (spec(optimizers=[{"name": "adam", "extra": 1}]), "optimizers[0].extra", "unknown field"),
+        (spec(colour="red"), "colour", "unknown field"),
+        (spec(budget={"epochs": 3, "steps": 4}), "budget", "not both"),
+        (spec(budget={"epochs": 0}), "budget.epochs", ">= 1"),
+        (spec(budget={"epoch": 3}), "budget.epoch", "'epochs'"),
+        (spec(budget=5), "budget", "{epochs: N}"),
+        (spec(optimizers=["sgd", "SGD"]), "optimizers[1]", "duplicate of optimizers[0]"),
+        (spec(schedulers=[{"name": "step", "params": {"gamma": 0.5}},
+                          {"name": "step", "params": {"gamma": 0.5}}]),
+         "schedulers[1]", "duplicate"),
+        (spec(workloads=["quadratik"]), "workloads[0].name", "'quadratic'"),
+        (spec(workloads=[{"name": "quadratic", "params": {"dim": 0}}]),
+         "workloads[0].params.dim", ">= 1"),
+        (spec(regularizers=[{"name": "dropout", "params": {"strength": 1.0}}]),
+         "regularizers[0].params.strength", "< 1"),
+        (spec(schedulers=[{"name": "plateau", "params": {"interval": "step"}}]),
+         "schedulers[0].params.interval", "epoch only"),
+        (spec(name="a b"), "name", "letters, digits"),
+        (spec(name=""), "name", "empty"),
+        (spec(name="x" * 101), "name", "at most 100"),
+        (spec(log_every=0), "log_every", ">= 1"),
+        (spec(batch_size=2.5), "batch_size", "integer"),
+        (spec(device="gpu"), "device", "'cuda:N'"),
+        (spec(device="cuda"), "resources.gpus_per_trial", "GPU share"),
+        (spec(resources={"cpus_per_trial": 0}), "resources.cpus_per_trial", "> 0"),
+        (spec(resources={"gpus_per_trial": 1.5}), "resources.gpus_per_trial", "whole number"),
+        (spec(resources={"max_retries": -1}), "resources.max_retries", ">= 0"),
+        (spec(skip_incompatible="yes"), "skip_incompatible", "true or false"),
+        (spec(exclude=[{}]), "exclude[0]", "at least one"),
+        (spec(exclude=[{"workload": "quadratc"}]), "exclude[0].workload", "'quadratic'"),
+        (spec(exclude=[{"seed": 1}]), "exclude[0].seed", "unknown field"),
+    ],
+)
+def test_bad_field_is_named(data: dict[str, Any], field: str, words: str) -> None:
+    err = error_of(data)
+    assert err.field == field, str(err)
+    assert words in err.message, str(err)
+
+
+@pytest.mark.parametrize(
+    ("data", "field", "words"),
+    [
+        (tuning(trials_per_cell=0), "tuning.trials_per_cell", ">= 1"),
+        (spec(tuning={"sampler": "tpe"}), "tuning.trials_per_cell", "required"),
+        (tuning(sampler="tpee"), "tuning.sampler", "'tpe'"),
+        (tuning(pruner="meadian"), "tuning.pruner", "'median'"),
+        (tuning(objective={"metric": "val_acc"}), "tuning.objective.metric", "'val_accuracy'"),
+        (tuning(objective={"metric": "val_loss", "mode": "minimum"}),
+         "tuning.objective.mode", "min, max"),
+        (tuning(objective={"metric": "val_accuracy"}), "tuning.objective.metric", "quadratic"),
+        (tuning(final_seeds=[]), "tuning.final_seeds", "empty"),
+        (tuning(final_seeds=[0, 0]), "tuning.final_seeds", "duplicate"),
+        (tuning(tune_seed=-1), "tuning.tune_seed", ">= 0"),
+        (tuning(max_concurrent=0), "tuning.max_concurrent", ">= 1"),
+        (tuning(search_space={"adam": {"lr": {"low": 0.1, "high": 0.01}}}),
+         "tuning.search_space.adam.lr.low", "< high"),
+        (tuning(search_space={"adam": {"lr": {"low": 0.1, "high": 0.1}}}),
+         "tuning.search_space.adam.lr.low", "< high"),
+        (tuning(search_space={"adam": {"lr": {"low": -1.0, "high": 0.1}}}),
+         "tuning.search_space.adam.lr.low", "> 0"),
+        (tuning(search_space={"adam": {"lr": {"high": 0.1}}}),
+         "tuning.search_space.adam.lr.low", "required"),
+        (tuning(search_space={"adam": {"lr": {"low": 0.001, "hi": 0.1}}}),
+         "tuning.search_space.adam.lr.hi", "'high'"),
+        (tuning(search_space={"adam": {"lrr": {"low": 0.001, "high": 0.1}}}),
+         "tuning.search_space.adam.lrr", "'lr'"),
+        (tuning(search_space={"adamm": {"lr": {"low": 0.001, "high": 0.1}}}),
+         "tuning.search_space.adamm", "'adam'"),
+        (tuning(search_space={"lion": {"lr": {"low": 0.001, "high": 0.1}}}),
+         "tuning.search_space.lion", "not among this spec's"),
+        (tuning(search_space={"yogi": {"lr": {"low": 0.001, "high": 0.1}}}),
+         "tuning.search_space.yogi.lr", "fixed in optimizers[2]"),
+        (tuning(search_space={"sgd": {"lr": {"choices": []}}}),
+         "tuning.search_space.sgd.lr.choices", "empty"),
+        (tuning(search_space={"sgd": {"lr": {"choices": [0.1, -1.0]}}}),
+         "tuning.search_space.sgd.lr.choices[1]", "> 0"),
+        (spec(schedulers=["step"], tuning={"trials_per_cell": 2, "search_space": {
+            "step": {"interval": {"low": 0, "high": 1}}}}),
+         "tuning.search_space.step.interval", "choices"),
+    ],
+)
+def test_bad_tuning_field_is_named(data: dict[str, Any], field: str, words: str) -> None:
+    err = error_of(data)
+    assert err.field == field, str(err)
+    assert words in err.message, str(err)
+
+
+def test_every_problem_is_kept_and_the_first_reported() -> None:
+    err = error_of(spec(seeds="zero", log_every=0))
+    assert {f for f, _ in err.errors} == {"seeds", "log_every"}
+    assert (err.field, err.message) == err.errors[0]
+    assert "1 more problem" in str(err)
+    err = error_of(spec(optimizers=["adamm", {"name": "sgd", "params": {"lr": -1}}]))
+    assert [f for f, _ in err.errors] == ["optimizers[0].name", "optimizers[1].params.lr"]
+
+
+def test_bad_yaml_names_line_and_column() -> None:
+    with pytest.raises(SpecError) as info:
+        load_spec("name: t\nworkloads: [quadratic\noptimizers: [sgd]\n")
+    assert info.value.field == "spec"
+    assert "line 3" in info.value.message and "column" in info.value.message
+
+
+def test_duplicate_yaml_key_is_an_error() -> None:
+    with pytest.raises(SpecError, match="duplicate key 'optimizers' at line 4"):
+        load_spec("name: t\nworkloads: [linreg]\noptimizers: [sgd]\noptimizers: [adam]\n")
+
+
+def test_missing_file_names_the_path(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.yaml"
+    for arg in (missing, str(missing)):
+        with pytest.raises(SpecError) as info:
+            load_spec(arg)
+        assert info.value.field == "spec" and str(missing) in info.value.message
+
+
+@pytest.mark.parametrize("text", ["- a\n- b\n", "just a string\n", "", "42\n"])
+def test_top_level_must_be_a_mapping(text: str) -> None:
+    with pytest.raises(SpecError, match="must be a mapping") as info:
+        load_spec(text)
+    assert info.value.field == "spec"
+
+
+def test_non_mapping_data_is_rejected() -> None:
+    assert error_of(["not", "a", "mapping"]).field == "spec"
