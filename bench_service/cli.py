@@ -191,12 +191,11 @@ def cmd_results(args: argparse.Namespace) -> int:
                ("workload", "optimizer", "scheduler", "regularizer", "status", "role")
                if getattr(args, k)}
     if args.best:
-        try:
-            from bench_service.sweep.best import best_table
-        except ImportError as exc:  # tuning lands in its own change
-            raise CliError("--best needs tuned sweeps, not available in this version") from exc
+        from bench_service.sweep.best import best_table
 
         df = best_table(store, args.sweep, **filters)
+        if args.format == "table":
+            df = df.drop(columns=["cell_key"])
     elif args.curves:
         df = store.curves_frame(args.sweep, names=args.metric, **filters)
     else:

@@ -52,12 +52,7 @@ def execute_sweep(
             print(msg, file=out, flush=True)
 
     if plan.spec.tuning is not None:
-        try:
-            from bench_service.cluster.tuning import execute_tuned_sweep
-        except ImportError as exc:  # tuning lands in its own change
-            from bench_service.engine.errors import ConfigError
-
-            raise ConfigError("tuning", "tuned sweeps are not available in this version") from exc
+        from bench_service.cluster.tuning import execute_tuned_sweep
 
         return execute_tuned_sweep(plan, store, address=address, num_cpus=num_cpus,
                                    progress=progress, out=out)

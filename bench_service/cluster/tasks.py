@@ -13,11 +13,13 @@ import platform
 import socket
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import ray
 
 import bench_service
+from bench_service.engine.errors import TrialPruned
 from bench_service.engine.records import MetricPoint, TrialResult
 
 #: Send metrics to the writer when this many points are buffered or this many seconds passed.
@@ -57,11 +59,25 @@ def _versions() -> dict[str, str]:
     }
 
 
-class _Streamer:
-    """The runner's metrics callback: buffers points and ships them in batches."""
+@dataclass(frozen=True)
+class PruningHook:
+    """Where a tuning trial reports its per-epoch metric: the coordinator actor's study."""
 
-    def __init__(self, writer: Any, trial_id: int) -> None:
-        self.writer, self.trial_id = writer, trial_id
+    coordinator: Any
+    cell_key: str
+    number: int
+    metric: str
+
+
+class _Streamer:
+    """The runner's metrics callback: buffers points and ships them in batches.
+
+    For a tuning trial it also reports each epoch's validation metric to the tuner and stops
+    the trial (``TrialPruned``) when the pruner says so; the points so far are kept.
+    """
+
+    def __init__(self, writer: Any, trial_id: int, pruning: PruningHook | None = None) -> None:
+        self.writer, self.trial_id, self.pruning = writer, trial_id, pruning
         self.buffer: list[MetricPoint] = []
         self.last = time.monotonic()
 
@@ -69,6 +85,15 @@ class _Streamer:
         self.buffer.extend(points)
         if len(self.buffer) >= FLUSH_POINTS or time.monotonic() - self.last >= FLUSH_SECONDS:
             self.flush()
+        hook = self.pruning
+        if hook is None:
+            return
+        for p in points:
+            if p.name == hook.metric and p.scope == "epoch":
+                report = hook.coordinator.report.remote(hook.cell_key, hook.number, p.epoch,
+                                                        p.value)
+                if ray.get(report):
+                    raise TrialPruned()
 
     def flush(self) -> None:
         if self.buffer:
@@ -85,7 +110,9 @@ def summary_of(result: TrialResult) -> dict[str, Any]:
     return d
 
 
-def execute_trial(trial_id: int, config: dict[str, Any], writer: Any) -> dict[str, Any]:
+def execute_trial(
+    trial_id: int, config: dict[str, Any], writer: Any, pruning: PruningHook | None = None
+) -> dict[str, Any]:
     """Body of the Ray task: run one trial, stream its metrics, store its outcome."""
     import torch
 
@@ -95,7 +122,7 @@ def execute_trial(trial_id: int, config: dict[str, Any], writer: Any) -> dict[st
         torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources()
                                          .get("CPU", 1))))
     writer.start.remote(trial_id, socket.gethostname(), config.get("device", "cpu"), _versions())
-    stream = _Streamer(writer, trial_id)
+    stream = _Streamer(writer, trial_id, pruning)
     try:
         result = run_trial(config, on_metrics=stream)
     except KeyboardInterrupt:  # ray.cancel() of a running task (Ctrl-C on the driver)

@@ -39,6 +39,7 @@ TRIALS_FRAME_COLUMNS: tuple[str, ...] = (
     "regularizer",
     "seed",
     "role",
+    "number",
     "status",
     "attempt",
     "host",
@@ -55,7 +56,10 @@ TRIALS_FRAME_COLUMNS: tuple[str, ...] = (
     "final_train_loss",
     "best_val_loss",
     "best_val_accuracy",
+    "objective",
     "params",
+    "final",
+    "best",
     "error",
     "started_at",
     "finished_at",
@@ -75,7 +79,9 @@ CURVES_FRAME_COLUMNS: tuple[str, ...] = (
     "wall_time",
     "value",
 )
-_NULLABLE_INTS = ("seed", "attempt", "steps", "epochs", "diverged_step", "step_to_target")
+_NULLABLE_INTS = (
+    "seed", "number", "attempt", "steps", "epochs", "diverged_step", "step_to_target",
+)
 _FLOATS = (
     "wall_time",
     "examples_per_sec",
@@ -85,6 +91,7 @@ _FLOATS = (
     "final_train_loss",
     "best_val_loss",
     "best_val_accuracy",
+    "objective",
 )
 _TIMESTAMPS = ("started_at", "finished_at")
 #: Text columns get pandas' string dtype even when every value is missing (stable dtypes).

@@ -120,6 +120,7 @@ class TrialInfo:
     final_train_loss: float | None
     best_val_loss: float | None
     best_val_accuracy: float | None
+    objective: float | None
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None

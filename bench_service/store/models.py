@@ -140,10 +140,47 @@ class Trial(Base):
     final_train_loss: Mapped[float | None] = mapped_column(Float)
     best_val_loss: Mapped[float | None] = mapped_column(Float)
     best_val_accuracy: Mapped[float | None] = mapped_column(Float)
+    #: The tuning objective's value for this trial (tuned sweeps; NULL when not finite).
+    objective: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class Cell(Base):
+    """One grid cell of a tuned sweep: its Optuna study, best config, cost and importances.
+
+    Written by the tuner when a cell's budget is spent, so that the leaderboard and the
+    dashboard's tuning page need no Optuna import (the study itself lives in Optuna's own
+    tables of the same database, under ``study_name``).
+    """
+
+    __tablename__ = "bench_cells"
+    __table_args__ = (UniqueConstraint("sweep_id", "cell_key"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sweep_id: Mapped[int] = mapped_column(
+        ForeignKey("bench_sweeps.id", ondelete="CASCADE"), index=True
+    )
+    cell_key: Mapped[str] = mapped_column(String(64))
+    label: Mapped[str] = mapped_column(String(400))
+    workload: Mapped[str] = mapped_column(String(100))
+    optimizer: Mapped[str] = mapped_column(String(100))
+    scheduler: Mapped[str] = mapped_column(String(100))
+    regularizer: Mapped[str] = mapped_column(String(100))
+    study_name: Mapped[str] = mapped_column(String(500))
+    objective_metric: Mapped[str] = mapped_column(String(64))
+    objective_mode: Mapped[str] = mapped_column(String(8))
+    n_tuning: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_pruned: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    n_diverged: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    best_value: Mapped[float | None] = mapped_column(Float)
+    best_params: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
+    importance: Mapped[dict[str, float] | None] = mapped_column(JSONValue)
+    tuning_cpu_seconds: Mapped[float | None] = mapped_column(Float)
+    tuning_gpu_seconds: Mapped[float | None] = mapped_column(Float)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
 class Metric(Base):

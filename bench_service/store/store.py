@@ -43,7 +43,7 @@ from bench_service.store.entities import (
 )
 from bench_service.store.errors import StoreError, SweepExistsError
 from bench_service.store.migrate import upgrade_engine
-from bench_service.store.models import Metric, Sweep, Trial
+from bench_service.store.models import Cell, Metric, Sweep, Trial
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -53,6 +53,9 @@ T = TypeVar("T")
 SWEEPS = cast(Table, Sweep.__table__)
 TRIALS = cast(Table, Trial.__table__)
 METRICS = cast(Table, Metric.__table__)
+CELLS = cast(Table, Cell.__table__)
+#: Columns of ``cells_frame`` (one row per tuned cell).
+CELL_COLUMNS = tuple(c.name for c in Cell.__table__.columns if c.name not in ('id', 'sweep_id'))
 
 #: Keys ``finish_trial`` writes (``TrialResult``'s fields except ``metrics`` and ``extra``).
 SUMMARY_KEYS: frozenset[str] = frozenset(
@@ -500,6 +503,48 @@ class Store:
         """How many trials of the sweep are in each status (every status is a key)."""
         with self.engine.connect() as conn:
             return _status_counts(conn, sweep_id)
+
+    # ------------------------------------------------------------------ tuning
+
+    def set_objective(self, trial_id: int, value: float | None) -> None:
+        """Store a trial's tuning objective (non-finite values become NULL)."""
+
+        def tx(conn: Connection) -> None:
+            conn.execute(update(TRIALS).where(TRIALS.c.id == trial_id)
+                         .values(objective=finite_or_none(value)))
+
+        self._write(tx)
+
+    def upsert_cell(self, sweep_id: int, cell_key: str, **values: Any) -> None:
+        """Create or update the summary row of one tuned cell (``bench_cells``)."""
+        unknown = set(values) - set(CELL_COLUMNS)
+        if unknown:
+            raise StoreError(f"unknown cell fields {sorted(unknown)}; valid: {CELL_COLUMNS}")
+        values = {k: finite_or_none(v) if isinstance(v, float) else v for k, v in values.items()}
+        values["updated_at"] = utcnow()
+
+        def tx(conn: Connection) -> None:
+            self._require_sweep_id(conn, sweep_id)
+            where = (CELLS.c.sweep_id == sweep_id, CELLS.c.cell_key == cell_key)
+            if conn.scalar(select(CELLS.c.id).where(*where)) is None:
+                conn.execute(insert(CELLS).values(sweep_id=sweep_id, cell_key=cell_key, **values))
+            else:
+                conn.execute(update(CELLS).where(*where).values(values))
+
+        self._write(tx)
+
+    def cells_frame(self, sweep: str | None = None) -> pd.DataFrame:
+        """One row per tuned cell: study, best params and value, cost, importances."""
+        import pandas as pd
+
+        with self.engine.connect() as conn:
+            sweep_id = self._sweep_id_or_error(conn, sweep)
+            stmt = select(SWEEPS.c.name.label("sweep"), *(CELLS.c[c] for c in CELL_COLUMNS)) \
+                .join_from(CELLS, SWEEPS, CELLS.c.sweep_id == SWEEPS.c.id).order_by(CELLS.c.id)
+            if sweep_id is not None:
+                stmt = stmt.where(CELLS.c.sweep_id == sweep_id)
+            rows = conn.execute(stmt).mappings().all()
+        return pd.DataFrame([dict(r) for r in rows], columns=["sweep", *CELL_COLUMNS])
 
     # ------------------------------------------------------------------ frames
 

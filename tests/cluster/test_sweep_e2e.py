@@ -160,6 +160,14 @@ def test_results_exports_and_filters(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert bench_main(["results", "--sweep", "e2e", "--db", url]) == 0
     table = capsys.readouterr().out
     assert "final_val_loss" in table and "diverged" in table
+    # --best on a plain grid: cells ranked within each workload by their final val_loss
+    assert bench_main(["results", "--sweep", "e2e", "--db", url, "--best", "--format",
+                       "json"]) == 0
+    best = json.loads(capsys.readouterr().out)
+    assert len(best) == 12 and {r["rank"] for r in best if r["workload"] == "linreg"} >= {1}
+    worst = [r for r in best if r["n_diverged"] == 1]
+    # the two diverged linreg cells share the last rank (5: competition ranking of ties)
+    assert len(worst) == 4 and all(r["rank"] == 5 for r in worst if r["workload"] == "linreg")
     assert bench_main(["results", "--sweep", "nope", "--db", url]) == 2
     assert "unknown sweep 'nope'" in capsys.readouterr().err
     assert bench_main(["sweeps", "--db", url]) == 0

@@ -18,7 +18,7 @@ from bench_service.store.db import make_engine, writer
 from bench_service.store.migrate import alembic_config, head_revision
 from bench_service.store.models import VERSION_TABLE, Base
 
-OURS = {"bench_sweeps", "bench_trials", "bench_metrics", VERSION_TABLE}
+OURS = {"bench_sweeps", "bench_trials", "bench_metrics", "bench_cells", VERSION_TABLE}
 OPTUNA = {"studies", "trials", "trial_params", "trial_values", "version_info", "alembic_version"}
 
 
@@ -120,3 +120,25 @@ def test_concurrent_upgrades_from_two_processes(db_url: str, engine: Engine) -> 
     run_processes(upgrade_worker, [(db_url,), (db_url,), (db_url,)])
     assert current_revision(db_url) == head_revision()
     assert _tables(engine) == OURS
+
+
+def test_upgrade_from_0001_keeps_the_data_and_adds_tuning(db_url: str, engine: Engine) -> None:
+    """A database written by the first release (revision 0001) upgrades in place."""
+    with engine.begin() as conn:
+        command.upgrade(alembic_config(connection=conn), "0001")
+        conn.execute(text(
+            "INSERT INTO bench_sweeps (name, spec, spec_hash, status, n_trials, created_at) "
+            "VALUES ('old', '{}', :h, 'completed', 1, CURRENT_TIMESTAMP)"), {"h": "b" * 64})
+        sweep_id = conn.execute(text("SELECT id FROM bench_sweeps")).scalar_one()
+        conn.execute(text(
+            "INSERT INTO bench_trials (sweep_id, trial_hash, cell_key, workload, optimizer, "
+            "scheduler, regularizer, seed, role, config, params, status, attempt, created_at) "
+            "VALUES (:s, :h, :h, 'linreg', 'sgd', 'constant', 'none', 0, 'grid', '{}', '{}', "
+            "'completed', 1, CURRENT_TIMESTAMP)"), {"s": sweep_id, "h": "c" * 64})
+    assert current_revision(db_url) == "0001"
+    assert upgrade(db_url) == head_revision()
+    assert "bench_cells" in _tables(engine)
+    with Store(db_url) as store:
+        frame = store.trials_frame("old")
+        assert len(frame) == 1 and frame["objective"].isna().all()
+    assert _schema_diff(engine) == []

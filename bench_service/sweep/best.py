@@ -1,0 +1,91 @@
+"""The leaderboard: per cell, the best config and how well it does across seeds.
+
+For a tuned sweep the seeds are the cell's final runs of its best config; for a plain grid
+they are the grid's seeds. Each cell gets mean ± std and a 95% Student-t confidence interval
+of the objective, and its rank among the cells of its workload.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING, Any
+
+import pandas as pd
+
+from bench_service.sweep.stats import ranks, summarize
+
+if TYPE_CHECKING:
+    from bench_service.store import Store
+
+BEST_COLUMNS = [
+    "rank", "workload", "optimizer", "scheduler", "regularizer", "objective", "mean", "std",
+    "ci95_low", "ci95_high", "n_seeds", "n_diverged", "best_params", "tuning_trials",
+    "tuning_pruned", "tuning_cpu_seconds", "cell_key",
+]
+
+
+def _format_params(params: Any) -> str:
+    if not isinstance(params, dict) or not params:
+        return ""
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in sorted(params.items()))
+
+
+def _objective(spec: dict[str, Any]) -> tuple[str, str]:
+    tuning = spec.get("tuning") or {}
+    obj = tuning.get("objective") or {}
+    return obj.get("metric", "val_loss"), obj.get("mode", "min")
+
+
+def _value(row: Any, metric: str, mode: str) -> float:
+    if row.status == "diverged":
+        return math.inf if mode == "min" else -math.inf
+    if metric == "time_to_target":
+        v = row.time_to_target
+    else:
+        v = (row.final or {}).get(metric) if isinstance(row.final, dict) else None
+    return float(v) if v is not None and not pd.isna(v) else math.nan
+
+
+def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
+    """One row per cell, ranked within each workload by the mean objective over seeds."""
+    from bench_service.store import StoreError
+
+    info = store.get_sweep(sweep)
+    if info is None:
+        store.trials_frame(sweep)  # raises the store's "unknown sweep" error with suggestions
+        raise StoreError(f"unknown sweep {sweep!r}")
+    metric, mode = _objective(info.spec)
+    tuned = bool(info.spec.get("tuning"))
+    trials = store.trials_frame(sweep, role="final" if tuned else "grid", **filters)
+    cells = store.cells_frame(sweep).set_index("cell_key") if tuned else pd.DataFrame()
+    rows: list[dict[str, Any]] = []
+    for key, group in trials.groupby("cell_key", sort=False):
+        values = [_value(r, metric, mode) for r in group.itertuples()]
+        s = summarize(values)
+        first = group.iloc[0]
+        cell = cells.loc[key] if tuned and key in cells.index else None
+        params = cell["best_params"] if cell is not None else {
+            f"{axis}.{k}": v for axis in ("optimizer", "scheduler", "regularizer")
+            for k, v in (first["params"].get(axis) or {}).items()
+        }
+        rows.append({
+            "workload": first["workload"], "optimizer": first["optimizer"],
+            "scheduler": first["scheduler"], "regularizer": first["regularizer"],
+            "objective": f"{metric} ({mode})", "mean": s.mean, "std": s.std,
+            "ci95_low": s.ci_low, "ci95_high": s.ci_high, "n_seeds": s.n,
+            "n_diverged": int((group["status"] == "diverged").sum()),
+            "best_params": _format_params(params),
+            "tuning_trials": int(cell["n_tuning"]) if cell is not None else None,
+            "tuning_pruned": int(cell["n_pruned"]) if cell is not None else None,
+            "tuning_cpu_seconds": float(cell["tuning_cpu_seconds"] or 0.0)
+            if cell is not None else None,
+            "cell_key": key,
+        })
+    table = pd.DataFrame(rows, columns=[c for c in BEST_COLUMNS if c != "rank"])
+    table.insert(0, "rank", 0)
+    for _, idx in table.groupby("workload").groups.items():
+        sub = table.loc[idx]
+        r = ranks({k: m for k, m in zip(sub["cell_key"], sub["mean"], strict=True)}, mode)
+        table.loc[idx, "rank"] = [r[k] for k in sub["cell_key"]]
+    return table.sort_values(["workload", "rank"], kind="stable").reset_index(drop=True)
