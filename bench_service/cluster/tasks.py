@@ -56,6 +56,8 @@ def _versions() -> dict[str, str]:
         "torch": torch.__version__,
         "ray": ray.__version__,
         "bench_service": bench_service.__version__,
+        # which Ray node ran it (several nodes can share a hostname, e.g. in containers)
+        "ray_node_id": ray.get_runtime_context().get_node_id(),
     }
 
 
