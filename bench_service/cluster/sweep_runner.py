@@ -101,6 +101,7 @@ def run_planned_trials(
     pending = {task.remote(job.trial_id, job.config, writer): job for job in jobs}
     bar = _Progress(len(jobs), already_done, progress)
     capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_trial, 1e-9)))
+    running, polled = 0, 0.0
     try:
         while pending:
             done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
@@ -112,7 +113,10 @@ def run_planned_trials(
                     status = "failed"
                     _record_lost(writer, job.trial_id, exc)
                 outcome.counts[status] += 1
-            running = running_count() if running_count else min(len(pending), capacity)
+            if running_count is not None and time.monotonic() - polled >= 1.0:
+                running, polled = running_count(), time.monotonic()  # trials started, per DB
+            elif running_count is None:
+                running = min(len(pending), capacity)
             bar.update(len(done), outcome.counts, running)
     except KeyboardInterrupt:
         outcome.cancelled = True

@@ -281,3 +281,29 @@ def test_two_sweeps_at_once_into_one_sqlite_file_lose_no_rows(tmp_path: Path) ->
         assert (curves.groupby("trial_id").size() == 3).all()
         assert curves["trial_id"].nunique() == 8
     assert math.isfinite(float(store.trials_frame("one")["wall_time"].sum()))
+
+
+def _live_points(db: Path) -> int:
+    """Metric points stored for trials that are still running."""
+    try:
+        with sqlite3.connect(db, timeout=30) as conn:
+            return int(conn.execute(
+                "SELECT count(*) FROM bench_metrics m JOIN bench_trials t ON t.id = m.trial_id "
+                "WHERE t.status = 'running'").fetchone()[0])
+    except sqlite3.OperationalError:
+        return 0
+
+
+def test_metrics_reach_the_database_while_trials_run(tmp_path: Path) -> None:
+    long = {"name": "live", "workloads": ["mlp_digits"], "optimizers": ["adam"],
+            "seeds": [0, 1], "budget": {"epochs": 150}}
+    db, spec = tmp_path / "bench.db", write_spec(tmp_path / "live.yaml", long)
+    proc = _start(spec, db, tmp_path)
+    try:
+        _wait_for(lambda: _live_points(db) > 0, timeout=120)  # streamed, not at the end
+        _out, err = proc.communicate(timeout=180)
+    finally:
+        _kill_session(proc)
+    assert proc.returncode == 0, err
+    val = Store(str(db)).curves_frame("live", names=["val_loss"], scope="epoch")
+    assert (val.groupby("trial_id").size() == 150).all()
