@@ -1,0 +1,13 @@
+"""The Streamlit dashboard of bench_service (``bench dashboard``).
+
+``app.py`` is the Streamlit entry point and ``pages/`` holds one script per page; the modules
+beside them do one job each and import no Streamlit where they do not need it, so that they
+can be unit-tested without a running app:
+
+* ``data``: the database URL, the store and the cached queries (the only place that reads).
+* ``state``: selections shared across pages and kept in the URL's query parameters.
+* ``analysis``: rankings, confidence intervals, profiles and tuning tables (pandas only).
+* ``charts``: Plotly figures; ``palette``: one colour per optimizer/scheduler/regularizer.
+* ``smoothing``: TensorBoard's bias-corrected EMA; ``labels``: names and units.
+* ``screenshots``: drives headless Chromium against a running dashboard (tests, docs).
+"""

@@ -1,0 +1,66 @@
+"""``bench dashboard``: the launcher finds the app, builds the Streamlit command, fails clearly."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench_service import dashboard_launcher as launcher
+from bench_service.cli import main as bench
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_app_is_found_next_to_the_package() -> None:
+    assert launcher.app_path() == REPO / "dashboard" / "app.py"
+
+
+def test_command_is_headless_local_and_private() -> None:
+    cmd = launcher.streamlit_command(REPO / "dashboard" / "app.py", "127.0.0.1", 8765)
+    assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
+    flags = dict(zip(cmd[5::2], cmd[6::2], strict=True))
+    assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8765"
+    assert flags["--server.headless"] == "true"
+    assert flags["--browser.gatherUsageStats"] == "false"
+    assert not any("postgresql" in part or "sqlite" in part for part in cmd)  # URL via env
+
+
+def test_missing_app_exits_2_with_a_message(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(launcher, "app_path", lambda: None)
+    assert bench(["dashboard", "--db", "x.db"]) == 2
+    assert "dashboard/app.py" in capsys.readouterr().err
+
+
+def test_bad_port_and_bad_url_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    def never(*args: object, **kwargs: object) -> None:
+        raise AssertionError("Streamlit must not be started")
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", never)
+    assert bench(["dashboard", "--port", "70000"]) == 2
+    assert "--port" in capsys.readouterr().err
+    assert bench(["dashboard", "--db", "nosuchdialect://x"]) == 2
+
+
+def test_url_reaches_the_app_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen: dict[str, object] = {}
+
+    class FakePopen:
+        def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
+            seen["cmd"], seen["env"] = cmd, env
+
+        def wait(self, timeout: float | None = None) -> int:
+            return 0
+
+    monkeypatch.setattr(launcher.subprocess, "Popen", FakePopen)
+    assert launcher.launch(str(tmp_path / "r.db"), port=8999) == 0
+    env = seen["env"]
+    assert isinstance(env, dict) and env["BENCH_DB_URL"] == f"sqlite:///{tmp_path / 'r.db'}"
+    assert "8999" in seen["cmd"]  # type: ignore[operator]
