@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import os
 import re
+import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -135,6 +137,24 @@ def _sqlite_url(path: Path, base: URL | None = None) -> str:
     return base.set(database=absolute).render_as_string(hide_password=False)
 
 
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL once. The switch needs an exclusive lock, and SQLite may refuse
+    it at once with "database is locked" (no busy wait) while other processes open the same
+    new file, so it is retried for up to the busy timeout."""
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    delay = 0.01
+    while True:
+        try:
+            if cursor.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                cursor.execute("PRAGMA journal_mode = WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if not is_locked_error(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.5)
+
+
 def _configure_sqlite(engine: Engine) -> None:
     """Install the SQLite pragmas and our own ``BEGIN`` (see the module docstring)."""
     timeout_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
@@ -146,7 +166,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            cursor.execute("PRAGMA journal_mode = WAL")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:
