@@ -41,8 +41,9 @@ class MetricWriter:
     def append(self, trial_id: int, points: Sequence[MetricPoint]) -> None:
         self.store.append_metrics(trial_id, points)
 
-    def finish(self, trial_id: int, summary: dict[str, Any]) -> None:
-        self.store.finish_trial(trial_id, summary)
+    def finish(self, trial_id: int, summary: dict[str, Any],
+               points: Sequence[MetricPoint] = ()) -> None:
+        self.store.finish_trial(trial_id, summary, points)
 
     def ping(self) -> bool:
         return True
@@ -131,7 +132,7 @@ def execute_trial(
         stream.flush()
         ray.get(writer.finish.remote(trial_id, {"status": "cancelled"}))
         raise
-    stream.flush()
-    summary = summary_of(result)
-    ray.get(writer.finish.remote(trial_id, summary))  # durable before the task returns
+    # the last points travel with the outcome: one call, one transaction
+    last, stream.buffer = stream.buffer, []
+    ray.get(writer.finish.remote(trial_id, summary_of(result), last))  # durable on return
     return {"trial_id": trial_id, "status": result.status}

@@ -269,6 +269,19 @@ def test_finish_trial_accepts_a_trial_result(store: Store) -> None:
     assert store.trial(tid).final == result.final
 
 
+def test_finish_trial_stores_the_last_points_in_the_same_transaction(store: Store) -> None:
+    tid = _grid(store)[0]
+    store.start_trial(tid, "h", "cpu", {})
+    store.append_metrics(tid, _points("train_loss", [3.0, 2.0]))
+    store.finish_trial(tid, {"status": "completed"}, _points("val_loss", [1.0, math.inf]))
+    curves = store.curves_frame("grid")
+    assert sorted(curves["name"]) == ["train_loss", "train_loss", "val_loss", "val_loss"]
+    assert curves[curves["name"] == "val_loss"]["value"].tolist() == [1.0, math.inf]
+    with pytest.raises(StoreError):  # unknown trial: nothing is written, points included
+        store.finish_trial(10_000, {"status": "completed"}, _points("val_loss", [1.0]))
+    assert len(store.curves_frame("grid")) == 4
+
+
 def test_finish_trial_rejects_bad_input(store: Store) -> None:
     tid = _grid(store)[0]
     with pytest.raises(StoreError, match="unknown result keys"):
