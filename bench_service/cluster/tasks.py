@@ -9,6 +9,7 @@ calls ``start`` again, which deletes the points of the lost attempt, so nothing 
 
 from __future__ import annotations
 
+import contextlib
 import platform
 import socket
 import time
@@ -83,6 +84,7 @@ class _Streamer:
         self.writer, self.trial_id, self.pruning = writer, trial_id, pruning
         self.buffer: list[MetricPoint] = []
         self.last = time.monotonic()
+        self._pending: Any = None
 
     def __call__(self, points: list[MetricPoint]) -> None:
         self.buffer.extend(points)
@@ -93,10 +95,25 @@ class _Streamer:
             return
         for p in points:
             if p.name == hook.metric and p.scope == "epoch":
-                report = hook.coordinator.report.remote(hook.cell_key, hook.number, p.epoch,
-                                                        p.value)
-                if ray.get(report):
-                    raise TrialPruned()
+                # Non-blocking: the decision on epoch e is read when epoch e+1 reports, so
+                # training never waits on the tuner's storage round trip.
+                self._check_pruned()
+                self._pending = hook.coordinator.report.remote(hook.cell_key, hook.number,
+                                                               p.epoch, p.value)
+
+    def settle(self) -> None:
+        """Wait for the last report, so the study has every intermediate value before the
+        driver tells the outcome (the decision itself no longer matters)."""
+        if self._pending is not None:
+            with contextlib.suppress(Exception):
+                ray.get(self._pending)
+            self._pending = None
+
+    def _check_pruned(self) -> None:
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            if ray.get(pending):
+                raise TrialPruned()
 
     def flush(self) -> None:
         if self.buffer:
@@ -132,6 +149,7 @@ def execute_trial(
         stream.flush()
         ray.get(writer.finish.remote(trial_id, {"status": "cancelled"}))
         raise
+    stream.settle()
     # the last points travel with the outcome: one call, one transaction
     last, stream.buffer = stream.buffer, []
     ray.get(writer.finish.remote(trial_id, summary_of(result), last))  # durable on return

@@ -260,6 +260,7 @@ def execute_tuned_sweep(
         finals_started: set[str] = set()
         counts: Counter[str] = Counter()
         metric = _pruning_metric(tuning)
+        prune = tuning.pruner != "none"  # without a pruner, nothing waits on the tuner
         try:
             while True:
                 # 1. finals of cells whose budget is spent (and nothing of theirs in flight)
@@ -279,7 +280,7 @@ def execute_tuned_sweep(
                         break
                     key = max(open_cells, key=lambda k: budget - used[k] - tuning_live[k])
                     trial_id, number, config = ray.get(coord.ask.remote(key))
-                    hook = PruningHook(coord, key, number, metric)
+                    hook = PruningHook(coord, key, number, metric) if prune else None
                     ref = task.remote(trial_id, config, writer, hook)
                     in_flight[ref] = _Flight("tuning", key, number, trial_id)
                     tuning_live[key] += 1
