@@ -217,6 +217,6 @@ def importance(study: optuna.Study) -> dict[str, float] | None:
         evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
         imp = optuna.importance.get_param_importances(study, evaluator=evaluator,
                                                       target=lambda t: float(t.value or 0.0))
-    except (RuntimeError, ValueError, ZeroDivisionError):
-        return None
+    except (ImportError, RuntimeError, ValueError, ZeroDivisionError):
+        return None  # too little signal, or scikit-learn missing: the page says "n/a"
     return {k: float(v) for k, v in imp.items()}
