@@ -68,6 +68,7 @@ def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
         params = cell["best_params"] if cell is not None else {
             f"{axis}.{k}": v for axis in ("optimizer", "scheduler", "regularizer")
             for k, v in (first["params"].get(axis) or {}).items()
+            if v is not None and k != "interval"  # derived or bookkeeping, not a choice
         }
         rows.append({
             "workload": first["workload"], "optimizer": first["optimizer"],
@@ -88,4 +89,6 @@ def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
         sub = table.loc[idx]
         r = ranks({k: m for k, m in zip(sub["cell_key"], sub["mean"], strict=True)}, mode)
         table.loc[idx, "rank"] = [r[k] for k in sub["cell_key"]]
+    if not tuned:  # a plain grid has no tuning cost to show
+        table = table.drop(columns=["tuning_trials", "tuning_pruned", "tuning_cpu_seconds"])
     return table.sort_values(["workload", "rank"], kind="stable").reset_index(drop=True)
