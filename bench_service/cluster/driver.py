@@ -12,6 +12,13 @@ if TYPE_CHECKING:
     from bench_service.sweep import SweepPlan
 
 
+def db_flag(url: str) -> str:
+    """`` --db URL`` for follow-up commands, or nothing when ``url`` is the default."""
+    from bench_service.store import mask_url, resolve_url
+
+    return "" if url == resolve_url(None) else f" --db {mask_url(url)}"
+
+
 def register_sweep(plan: SweepPlan, store: Store) -> tuple[SweepInfo, bool]:
     """Create the sweep with all its trials (one transaction), or find it to resume.
 
@@ -92,6 +99,5 @@ def execute_sweep(
     store.set_sweep_status(sweep.id, "completed")
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
     say(f"finished in {outcome.wall_time:.1f} s: {summary}")
-    say(f"results: bench results --sweep {sweep.name}" + (
-        "" if store.url.endswith("bench.db") else f" --db {mask_url(store.url)}"))
+    say(f"results: bench results --sweep {sweep.name}{db_flag(store.url)}")
     return 1 if counts.get("failed") else 0

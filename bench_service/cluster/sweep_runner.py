@@ -46,7 +46,7 @@ def start_writer(db_url: str) -> Any:
     return writer
 
 
-class _Progress:
+class Progress:
     """tqdm bar showing done / running / diverged / failed and an ETA."""
 
     def __init__(self, total: int, already: int, enabled: bool) -> None:
@@ -99,7 +99,7 @@ def run_planned_trials(
         retry_exceptions=False,
     )
     pending = {task.remote(job.trial_id, job.config, writer): job for job in jobs}
-    bar = _Progress(len(jobs), already_done, progress)
+    bar = Progress(len(jobs), already_done, progress)
     capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_trial, 1e-9)))
     running, polled = 0, 0.0
     try:
@@ -111,7 +111,7 @@ def run_planned_trials(
                     status = ray.get(ref)["status"]
                 except (ray.exceptions.RayError, KeyError) as exc:  # lost after all retries
                     status = "failed"
-                    _record_lost(writer, job.trial_id, exc)
+                    record_lost(writer, job.trial_id, exc)
                 outcome.counts[status] += 1
             if running_count is not None and time.monotonic() - polled >= 1.0:
                 running, polled = running_count(), time.monotonic()  # trials started, per DB
@@ -132,7 +132,7 @@ def run_planned_trials(
     return outcome
 
 
-def _record_lost(writer: Any, trial_id: int, exc: BaseException) -> None:
+def record_lost(writer: Any, trial_id: int, exc: BaseException) -> None:
     error = f"lost by Ray after retries: {type(exc).__name__}: {exc}"
     with contextlib.suppress(Exception):
         ray.get(writer.finish.remote(trial_id, {"status": "failed", "error": error}), timeout=30)

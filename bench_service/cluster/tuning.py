@@ -19,8 +19,9 @@ from typing import TYPE_CHECKING, Any, Literal, TextIO
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
+from bench_service.cluster.driver import db_flag
 from bench_service.cluster.session import ray_session
-from bench_service.cluster.sweep_runner import _Progress, _record_lost, start_writer
+from bench_service.cluster.sweep_runner import Progress, record_lost, start_writer
 from bench_service.cluster.tasks import PruningHook, execute_trial
 
 if TYPE_CHECKING:
@@ -254,7 +255,7 @@ def execute_tuned_sweep(
         finals_done = Counter(store.trials_frame(sweep.name, role="final", status=list(
             TERMINAL))["cell_key"])
         already = sum(min(u, budget) for u in used.values()) + sum(finals_done.values())
-        bar = _Progress(total - already, already, progress)
+        bar = Progress(total - already, already, progress)
         in_flight: dict[Any, _Flight] = {}
         tuning_live: Counter[str] = Counter()
         finals_started: set[str] = set()
@@ -295,7 +296,7 @@ def execute_tuned_sweep(
                     except ray.exceptions.RayError as exc:
                         lost, status = True, "lost"
                         if f.kind == "final":
-                            _record_lost(writer, f.trial_id, exc)
+                            record_lost(writer, f.trial_id, exc)
                             status = "failed"
                     if f.kind == "tuning":
                         tuning_live[f.cell_key] -= 1
@@ -322,8 +323,7 @@ def execute_tuned_sweep(
     store.set_sweep_status(sweep.id, "completed")
     summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
     say(f"finished: {summary or 'nothing left to run'}")
-    say(f"best configs: bench results --sweep {sweep.name} --best"
-        + ("" if store.url.endswith("bench.db") else f" --db {mask_url(store.url)}"))
+    say(f"best configs: bench results --sweep {sweep.name} --best{db_flag(store.url)}")
     return 0
 
 
