@@ -87,7 +87,6 @@ def execute_sweep(
             [TrialJob(t.id, t.config) for t in todo], store.url,
             cpus_per_trial=res.cpus_per_trial, gpus_per_trial=res.gpus_per_trial,
             max_retries=res.max_retries, already_done=done, progress=progress,
-            running_count=lambda: store.status_counts(sweep.id)["running"],
         )
     if outcome.cancelled:
         n = store.mark_unfinished(sweep.id, "cancelled")

@@ -6,7 +6,7 @@ import contextlib
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -35,15 +35,26 @@ class SweepOutcome:
     wall_time: float = 0.0
 
 
-def start_writer(db_url: str) -> Any:
-    """The metric writer actor, pinned to this (the driver's) node; uses no CPU slot."""
+def start_writer(db_url: str, *, wait: bool = True) -> Any:
+    """The metric writer actor, pinned to this (the driver's) node; uses no CPU slot.
+
+    With ``wait=False`` the caller goes on while the actor's process starts (its imports
+    take a second or two) and must call ``ensure_ready`` before relying on it; calls made
+    meanwhile queue up in order.
+    """
     node_id = ray.get_runtime_context().get_node_id()
     actor_cls = ray.remote(num_cpus=0, max_restarts=3)(MetricWriter)
     writer = actor_cls.options(
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
     ).remote(db_url)
-    ray.get(writer.ping.remote())  # type: ignore[attr-defined]
+    if wait:
+        ensure_ready(writer)
     return writer
+
+
+def ensure_ready(writer: Any) -> None:
+    """Raise (``RayActorError``) if the writer actor could not start."""
+    ray.get(writer.ping.remote())
 
 
 class Progress:
@@ -80,7 +91,6 @@ def run_planned_trials(
     max_retries: int = 3,
     already_done: int = 0,
     progress: bool = True,
-    running_count: Callable[[], int] | None = None,
 ) -> SweepOutcome:
     """Submit every job as a Ray task and wait for all of them.
 
@@ -93,16 +103,16 @@ def run_planned_trials(
     t0 = time.perf_counter()
     if not jobs:
         return outcome
-    writer = start_writer(db_url)
+    writer = start_writer(db_url, wait=False)  # starts while the trials are submitted
     task = ray.remote(execute_trial).options(
         num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries,
         retry_exceptions=False,
     )
     pending = {task.remote(job.trial_id, job.config, writer): job for job in jobs}
     bar = Progress(len(jobs), already_done, progress)
-    capacity = max(1, int(ray.cluster_resources().get("CPU", 1) // max(cpus_per_trial, 1e-9)))
-    running, polled = 0, 0.0
+    capacity = slots(ray.cluster_resources(), cpus_per_trial, gpus_per_trial)
     try:
+        ensure_ready(writer)
         while pending:
             done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
             for ref in done:
@@ -113,11 +123,7 @@ def run_planned_trials(
                     status = "failed"
                     record_lost(writer, job.trial_id, exc)
                 outcome.counts[status] += 1
-            if running_count is not None and time.monotonic() - polled >= 1.0:
-                running, polled = running_count(), time.monotonic()  # trials started, per DB
-            elif running_count is None:
-                running = min(len(pending), capacity)
-            bar.update(len(done), outcome.counts, running)
+            bar.update(len(done), outcome.counts, min(len(pending), capacity))
     except KeyboardInterrupt:
         outcome.cancelled = True
         for ref in pending:
@@ -130,6 +136,18 @@ def run_planned_trials(
         bar.close()
     outcome.wall_time = time.perf_counter() - t0
     return outcome
+
+
+def slots(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
+    """How many trials the cluster runs at once (what the progress bar calls running).
+
+    Ray starts a queued task as soon as one ends, so while trials are queued every slot is
+    busy; counting them here costs nothing, unlike asking the store which trials started.
+    """
+    fits = [resources.get("CPU", 0.0) / cpus_per_trial] if cpus_per_trial > 0 else []
+    if gpus_per_trial > 0:
+        fits.append(resources.get("GPU", 0.0) / gpus_per_trial)
+    return max(1, int(min(fits, default=1.0) + 1e-9))
 
 
 def record_lost(writer: Any, trial_id: int, exc: BaseException) -> None:

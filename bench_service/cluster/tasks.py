@@ -10,11 +10,13 @@ calls ``start`` again, which deletes the points of the lost attempt, so nothing 
 from __future__ import annotations
 
 import contextlib
+import os
 import platform
 import socket
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from datetime import datetime, timezone
 from typing import Any
 
 import ray
@@ -36,15 +38,15 @@ class MetricWriter:
 
         self.store = Store(db_url, upgrade=False)
 
-    def start(self, trial_id: int, host: str, device: str, versions: dict[str, str]) -> int:
-        return self.store.start_trial(trial_id, host, device, versions)
+    def start(self, trial_id: int, start: dict[str, Any]) -> int:
+        return self.store.start_trial(trial_id, **start)
 
     def append(self, trial_id: int, points: Sequence[MetricPoint]) -> None:
         self.store.append_metrics(trial_id, points)
 
     def finish(self, trial_id: int, summary: dict[str, Any],
-               points: Sequence[MetricPoint] = ()) -> None:
-        self.store.finish_trial(trial_id, summary, points)
+               points: Sequence[MetricPoint] = (), start: dict[str, Any] | None = None) -> None:
+        self.store.finish_trial(trial_id, summary, points, start=start)
 
     def ping(self) -> bool:
         return True
@@ -60,7 +62,22 @@ def _versions() -> dict[str, str]:
         "bench_service": bench_service.__version__,
         # which Ray node ran it (several nodes can share a hostname, e.g. in containers)
         "ray_node_id": ray.get_runtime_context().get_node_id(),
+        "worker_pid": str(os.getpid()),  # one process per CPU slot, reused across trials
     }
+
+
+def wait_in_slot(ref: Any) -> Any:
+    """``ray.get`` for a trial task that keeps its CPU slot while it waits on an actor.
+
+    A normal task that waits in ``ray.get`` or ``ray.wait`` on an unfinished object (even
+    with ``timeout=0``) tells the raylet it is blocked and hands its CPU back; the raylet
+    then starts another worker process for the next queued trial (a fresh torch import,
+    ~3 s on 2 cores), the node is oversubscribed once the first task resumes, and the
+    surplus worker is killed as idle a second later: a sweep churned through worker
+    processes. Waiting on the object's future (a completion callback) never notifies the
+    raylet. The waits here are short: one store transaction, one tuner report.
+    """
+    return ref.future().result()
 
 
 @dataclass(frozen=True)
@@ -76,12 +93,18 @@ class PruningHook:
 class _Streamer:
     """The runner's metrics callback: buffers points and ships them in batches.
 
+    The attempt's start (host, device, versions, time) goes out with the first batch, so a
+    trial shorter than ``FLUSH_SECONDS`` costs the writer a single call and transaction: its
+    start, whole curve and outcome arrive together in ``finish``.
+
     For a tuning trial it also reports each epoch's validation metric to the tuner and stops
     the trial (``TrialPruned``) when the pruner says so; the points so far are kept.
     """
 
-    def __init__(self, writer: Any, trial_id: int, pruning: PruningHook | None = None) -> None:
+    def __init__(self, writer: Any, trial_id: int, start: dict[str, Any],
+                 pruning: PruningHook | None = None) -> None:
         self.writer, self.trial_id, self.pruning = writer, trial_id, pruning
+        self.unsent_start: dict[str, Any] | None = start
         self.buffer: list[MetricPoint] = []
         self.last = time.monotonic()
         self._pending: Any = None
@@ -106,28 +129,36 @@ class _Streamer:
         driver tells the outcome (the decision itself no longer matters)."""
         if self._pending is not None:
             with contextlib.suppress(Exception):
-                ray.get(self._pending)
+                wait_in_slot(self._pending)
             self._pending = None
 
     def _check_pruned(self) -> None:
         if self._pending is not None:
             pending, self._pending = self._pending, None
-            if ray.get(pending):
+            if wait_in_slot(pending):
                 raise TrialPruned()
 
     def flush(self) -> None:
+        # Fire and forget: calls from one caller reach the actor in order.
+        if self.unsent_start is not None:
+            self.writer.start.remote(self.trial_id, self.unsent_start)
+            self.unsent_start = None
         if self.buffer:
-            # Fire and forget: calls from one caller reach the actor in order.
             self.writer.append.remote(self.trial_id, self.buffer)
             self.buffer = []
         self.last = time.monotonic()
 
+    def finish(self, summary: dict[str, Any]) -> Any:
+        """Send the outcome with the last points (and the start, if never sent): one call,
+        one transaction. Returns the call's ref; the outcome is stored when it resolves."""
+        last, start = self.buffer, self.unsent_start
+        self.buffer, self.unsent_start = [], None
+        return self.writer.finish.remote(self.trial_id, summary, last, start)
+
 
 def summary_of(result: TrialResult) -> dict[str, Any]:
     """The result without its metric points (those were streamed)."""
-    d = result.to_dict()
-    d.pop("metrics")
-    return d
+    return {f.name: getattr(result, f.name) for f in fields(result) if f.name != "metrics"}
 
 
 def execute_trial(
@@ -141,16 +172,14 @@ def execute_trial(
     if not config.get("device", "cpu").startswith("cuda"):
         torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources()
                                          .get("CPU", 1))))
-    writer.start.remote(trial_id, socket.gethostname(), config.get("device", "cpu"), _versions())
-    stream = _Streamer(writer, trial_id, pruning)
+    start = {"host": socket.gethostname(), "device": config.get("device", "cpu"),
+             "versions": _versions(), "started_at": datetime.now(timezone.utc)}
+    stream = _Streamer(writer, trial_id, start, pruning)
     try:
         result = run_trial(config, on_metrics=stream)
     except KeyboardInterrupt:  # ray.cancel() of a running task (Ctrl-C on the driver)
-        stream.flush()
-        ray.get(writer.finish.remote(trial_id, {"status": "cancelled"}))
+        wait_in_slot(stream.finish({"status": "cancelled"}))
         raise
     stream.settle()
-    # the last points travel with the outcome: one call, one transaction
-    last, stream.buffer = stream.buffer, []
-    ray.get(writer.finish.remote(trial_id, summary_of(result), last))  # durable on return
+    wait_in_slot(stream.finish(summary_of(result)))  # durable on return
     return {"trial_id": trial_id, "status": result.status}

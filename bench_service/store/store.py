@@ -12,6 +12,7 @@ import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import fields
+from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from sqlalchemy import Table, delete, func, insert, select, update
@@ -355,37 +356,21 @@ class Store:
         host: str | None = None,
         device: str | None = None,
         versions: Mapping[str, Any] | None = None,
+        started_at: datetime | None = None,
     ) -> int:
         """Mark a trial ``running`` for a new attempt and return the attempt number (1, 2, ...).
 
         In the same transaction the metrics of any earlier, interrupted attempt are deleted
         and the previous result columns cleared, so a retried trial never stores a point twice
-        and never shows a stale result.
+        and never shows a stale result. ``started_at`` defaults to now (a worker passes the
+        time its attempt began, which may be a moment before this write).
 
         Raises:
             StoreError: No such trial.
         """
-
-        def tx(conn: Connection) -> int:
-            now = utcnow()
-            values: dict[str, Any] = dict.fromkeys(_RESULT_COLUMNS)
-            values.update(
-                status="running",
-                attempt=TRIALS.c.attempt + 1,
-                host=host,
-                device=device,
-                versions=dict(versions) if versions is not None else None,
-                started_at=now,
-                heartbeat_at=now,
-            )
-            result = conn.execute(update(TRIALS).where(TRIALS.c.id == trial_id).values(values))
-            if result.rowcount == 0:
-                raise StoreError(f"unknown trial id {trial_id}")
-            conn.execute(delete(METRICS).where(METRICS.c.trial_id == trial_id))
-            attempt = conn.scalar(select(TRIALS.c.attempt).where(TRIALS.c.id == trial_id))
-            return int(cast(int, attempt))
-
-        return self._write(tx)
+        return self._write(
+            lambda conn: _start_attempt(conn, trial_id, host, device, versions, started_at)
+        )
 
     def append_metrics(self, trial_id: int, points: Sequence[MetricPoint]) -> None:
         """Store a batch of metric points (one executemany) and refresh the heartbeat.
@@ -427,10 +412,13 @@ class Store:
         trial_id: int,
         result_summary: Mapping[str, Any] | TrialResult,
         points: Sequence[MetricPoint] = (),
+        start: Mapping[str, Any] | None = None,
     ) -> None:
         """Record a trial's outcome, with its last metric points in the same transaction.
 
         ``points`` saves a round trip for short trials, whose whole curve arrives at the end.
+        ``start`` (the keyword arguments of ``start_trial``) starts the attempt in the same
+        transaction, for a trial that ended before it ever reported: one write instead of two.
 
         ``result_summary`` holds ``TrialResult``'s fields except ``metrics`` (a ``TrialResult``
         itself, or its ``to_dict()``, is accepted too: ``metrics`` and ``extra`` are ignored).
@@ -477,8 +465,14 @@ class Store:
             values[column] = finite_or_none(sources[source].get(metric))
 
         rows = [_metric_row(trial_id, p) for p in points]
+        begun = dict(start) if start is not None else None
+        if begun is not None and set(begun) - _START_KEYS:
+            raise StoreError(f"unknown start keys {sorted(set(begun) - _START_KEYS)}; "
+                             f"valid: {sorted(_START_KEYS)}")
 
         def tx(conn: Connection) -> None:
+            if begun is not None:
+                _start_attempt(conn, trial_id, **begun)
             result = conn.execute(update(TRIALS).where(TRIALS.c.id == trial_id).values(values))
             if result.rowcount == 0:
                 raise StoreError(f"unknown trial id {trial_id}")
@@ -702,6 +696,37 @@ def _trial_row(sweep_id: int, t: NewTrial, now: Any) -> dict[str, Any]:
         "attempt": 0,
         "created_at": now,
     }
+
+
+_START_KEYS = frozenset({"host", "device", "versions", "started_at"})
+
+
+def _start_attempt(
+    conn: Connection,
+    trial_id: int,
+    host: str | None = None,
+    device: str | None = None,
+    versions: Mapping[str, Any] | None = None,
+    started_at: datetime | None = None,
+) -> int:
+    """``start_trial``'s writes, inside the caller's transaction; returns the attempt."""
+    now = utcnow()
+    values: dict[str, Any] = dict.fromkeys(_RESULT_COLUMNS)
+    values.update(
+        status="running",
+        attempt=TRIALS.c.attempt + 1,
+        host=host,
+        device=device,
+        versions=dict(versions) if versions is not None else None,
+        started_at=started_at or now,
+        heartbeat_at=now,
+    )
+    result = conn.execute(update(TRIALS).where(TRIALS.c.id == trial_id).values(values))
+    if result.rowcount == 0:
+        raise StoreError(f"unknown trial id {trial_id}")
+    conn.execute(delete(METRICS).where(METRICS.c.trial_id == trial_id))
+    attempt = conn.scalar(select(TRIALS.c.attempt).where(TRIALS.c.id == trial_id))
+    return int(cast(int, attempt))
 
 
 def _metric_row(trial_id: int, p: MetricPoint) -> dict[str, Any]:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 import pickle
-from datetime import timezone
+from datetime import datetime, timezone
 
 import pytest
 from _store_helpers import append_worker, new_trial, run_processes
@@ -175,6 +175,33 @@ def test_start_trial_twice_deletes_earlier_metrics_and_bumps_attempt(store: Stor
     assert len(store.curves_frame(trial_ids=[tid])) == 3
     with pytest.raises(StoreError, match="unknown trial id"):
         store.start_trial(10_000, "h", "cpu", {})
+
+def test_finish_with_start_is_one_attempt_written_in_one_transaction(store: Store) -> None:
+    """A short trial sends its start with its outcome: same rows as start + finish."""
+    tid = _grid(store)[0]
+    store.start_trial(tid, "node1", "cpu", {})  # an earlier attempt, lost mid-run
+    store.append_metrics(tid, _points("train_loss", [9.0, 8.0]))
+    began = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+    store.finish_trial(
+        tid, {"status": "completed", "final": {"val_loss": 0.5}},
+        _points("train_loss", [3.0, 2.0, 1.0]),
+        start={"host": "node2", "device": "cpu", "versions": {"torch": "2.5"},
+               "started_at": began},
+    )
+    trial = store.trial(tid)
+    assert trial.status == "completed" and trial.attempt == 2
+    assert trial.host == "node2" and trial.versions == {"torch": "2.5"}
+    assert trial.started_at == began and trial.finished_at is not None
+    assert trial.final_val_loss == 0.5
+    assert store.curves_frame(trial_ids=[tid])["value"].tolist() == [3.0, 2.0, 1.0]
+
+    with pytest.raises(StoreError, match="unknown start keys"):
+        store.finish_trial(tid, {"status": "completed"}, start={"hostname": "x"})
+    with pytest.raises(StoreError, match="unknown trial id"):
+        store.finish_trial(10_000, {"status": "completed"}, start={"host": "x"})
+    assert store.trial(tid).attempt == 2  # the failed calls wrote nothing
+
 
 
 def test_append_metrics_round_trips_non_finite_values(store: Store) -> None:
