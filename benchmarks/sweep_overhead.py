@@ -5,16 +5,19 @@ Builds a grid of >= 200 short trials, runs it once with ``bench run`` (embedded 
 sequentially with ``run_trial`` in one process (no Ray, no SQL). Prints both wall times, their
 ratio and the per-trial overhead. Target on 2 cores: sweep <= 0.65 x the sequential time.
 
-    python benchmarks/sweep_overhead.py [--seeds 10] [--epochs 30] [--workers 2]
+    python benchmarks/sweep_overhead.py [--seeds 10] [--epochs 30] [--workers 2] [--repeats 3]
 
-Trials of ~0.5 s (30 epochs of mlp_digits / logreg_digits): short, but long enough that the
-fixed cost of a run (interpreter, imports, starting an embedded Ray: ~10 s on 2 cores) does
-not decide the ratio on its own. The "run phase" line excludes that fixed cost.
+Trials of ~0.5 s (30 epochs of mlp_digits / logreg_digits). The "run phase" line excludes the
+fixed cost of a run (interpreter, imports, starting an embedded Ray, first torch imports in
+the workers: ~10 s on 2 cores); "like for like" also charges the bare loop the start-up it
+would have as a command of its own. This VM's speed drifts by tens of percent between
+minutes, so each repeat is printed and the medians compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -57,6 +60,31 @@ def sequential(spec: dict) -> tuple[float, int]:
     return time.perf_counter() - t0, len(plan.trials)
 
 
+def bare_startup(spec: dict) -> float:
+    """What the bare loop would add as a command of its own: interpreter, imports and the
+    first trial's one-off costs (torch._dynamo import, data): a fresh process running the
+    same trial twice, minus two warm trials."""
+    code = (
+        "import sys, time, json\n"
+        "t0 = time.perf_counter()\n"
+        "import torch\n"
+        "from bench_service.engine import run_trial\n"
+        "from bench_service.sweep import parse_spec, plan_sweep\n"
+        "torch.set_num_threads(1)\n"
+        "cfg = plan_sweep(parse_spec(json.loads(sys.argv[1]))).trials[0].config\n"
+        "run_trial(cfg)\n"
+        "t1 = time.perf_counter()\n"
+        "run_trial(cfg)\n"
+        "print(time.perf_counter() - t1)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    t0 = time.perf_counter()
+    out = subprocess.run([sys.executable, "-c", code, json.dumps(spec)], check=True, env=env,
+                         capture_output=True, text=True).stdout
+    warm = float(out.split()[-1])  # one warm trial; the process ran two trials in all
+    return max(0.0, time.perf_counter() - t0 - 2 * warm)
+
+
 def swept(spec: dict, workers: int) -> tuple[float, float]:
     with tempfile.TemporaryDirectory() as tmp:
         spec_path = Path(tmp) / "spec.yaml"
@@ -81,14 +109,18 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     args = ap.parse_args()
     spec = make_spec(args.seeds, args.epochs)
-    seqs, totals, runs = [], [], []
-    for _ in range(args.repeats):  # interleaved: this VM's speed drifts by tens of percent
+    seqs, totals, runs, starts = [], [], [], []
+    for i in range(args.repeats):  # interleaved: this VM's speed drifts by tens of percent
         seq, n = sequential(spec)
         total, run = swept(spec, args.workers)
+        starts.append(bare_startup(spec))
         seqs.append(seq)
         totals.append(total)
         runs.append(run)
+        print(f"  repeat {i + 1}: sequential {seq:6.1f} s, bench run {total:6.1f} s "
+              f"(run phase {run:5.1f} s): ratio {total / seq:.3f}", flush=True)
     seq, sw, run = statistics.median(seqs), statistics.median(totals), statistics.median(runs)
+    start = statistics.median(starts)
     print(f"{n} trials (mlp_digits, logreg_digits x 5 optimizers x 2 schedulers x {args.seeds} "
           f"seeds, {args.epochs} epochs each), median of {args.repeats}")
     print(f"sequential bare engine : {seq:7.1f} s  ({1000 * seq / n:.0f} ms/trial)")
@@ -96,6 +128,8 @@ def main() -> None:
           "planning, SQLite)")
     print(f"  of which run phase   : {run:7.1f} s  (first submit to last result)")
     print(f"ratio                  : {sw / seq:.3f}  (target <= 0.65); run phase {run / seq:.3f}")
+    print(f"  like for like        : {sw / (seq + start):.3f}  vs the bare loop as a command of "
+          f"its own (+{start:.1f} s: interpreter, imports, first-trial warm-up)")
     ideal = seq / args.workers
     print(f"overhead per trial     : {1000 * (run - ideal) / n:.1f} ms in the run phase over "
           f"a perfect {args.workers}-way split ({ideal:.1f} s); fixed cost {sw - run:.1f} s")
