@@ -5,10 +5,11 @@ from __future__ import annotations
 import contextlib
 import sys
 import time
+import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
@@ -35,7 +36,14 @@ class SweepOutcome:
     wall_time: float = 0.0
 
 
-def start_writer(db_url: str, *, wait: bool = True) -> Any:
+class Writer(NamedTuple):
+    """The sweep's metric writer: the driver's handle, and the unique name tasks get."""
+
+    handle: Any
+    name: str
+
+
+def start_writer(db_url: str, *, wait: bool = True) -> Writer:
     """The metric writer actor, pinned to this (the driver's) node; uses no CPU slot.
 
     With ``wait=False`` the caller goes on while the actor's process starts (its imports
@@ -44,12 +52,14 @@ def start_writer(db_url: str, *, wait: bool = True) -> Any:
     """
     node_id = ray.get_runtime_context().get_node_id()
     actor_cls = ray.remote(num_cpus=0, max_restarts=3)(MetricWriter)
+    name = f"bench-writer-{uuid.uuid4().hex}"
     writer = actor_cls.options(
-        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False)
+        name=name,
+        scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
     ).remote(db_url)
     if wait:
         ensure_ready(writer)
-    return writer
+    return Writer(writer, name)
 
 
 def ensure_ready(writer: Any) -> None:
@@ -103,12 +113,12 @@ def run_planned_trials(
     t0 = time.perf_counter()
     if not jobs:
         return outcome
-    writer = start_writer(db_url, wait=False)  # starts while the trials are submitted
+    writer, name = start_writer(db_url, wait=False)  # starts while the trials are submitted
     task = ray.remote(execute_trial).options(
         num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries,
         retry_exceptions=False,
     )
-    pending = {task.remote(job.trial_id, job.config, writer): job for job in jobs}
+    pending = {task.remote(job.trial_id, job.config, name): job for job in jobs}
     bar = Progress(len(jobs), already_done, progress)
     capacity = slots(ray.cluster_resources(), cpus_per_trial, gpus_per_trial)
     try:

@@ -244,7 +244,7 @@ def execute_tuned_sweep(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
         ).remote(store.url, plan, sweep.id)
         used: dict[str, int] = ray.get(coord.recover.remote())
-        writer = start_writer(store.url)
+        writer, writer_name = start_writer(store.url)
         store.set_sweep_status(sweep.id, "running")
         capacity = tuning.max_concurrent or max(
             1, int(session.cpus // max(res.cpus_per_trial, 1e-9)))
@@ -271,7 +271,7 @@ def execute_tuned_sweep(
                     finals_started.add(key)
                     for trial_id, config in ray.get(coord.finals.remote(
                             key, res.cpus_per_trial, res.gpus_per_trial)):
-                        ref = task.remote(trial_id, config, writer)
+                        ref = task.remote(trial_id, config, writer_name)
                         in_flight[ref] = _Flight("final", key, -1, trial_id)
                 # 2. fill free slots with tuning trials, the cell with most budget left first
                 while len(in_flight) < capacity:
@@ -282,7 +282,7 @@ def execute_tuned_sweep(
                     key = max(open_cells, key=lambda k: budget - used[k] - tuning_live[k])
                     trial_id, number, config = ray.get(coord.ask.remote(key))
                     hook = PruningHook(coord, key, number, metric) if prune else None
-                    ref = task.remote(trial_id, config, writer, hook)
+                    ref = task.remote(trial_id, config, writer_name, hook)
                     in_flight[ref] = _Flight("tuning", key, number, trial_id)
                     tuning_live[key] += 1
                 if not in_flight:
