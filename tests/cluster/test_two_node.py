@@ -156,14 +156,17 @@ class Cluster:
             "    alive = [n for n in nodes if n['Alive']]\n"
             "    if len(alive) >= int(sys.argv[2]) or time.monotonic() > deadline: break\n"
             "    time.sleep(0.2)\n"
-            "print(json.dumps([{k: n[k] for k in ('NodeID', 'Alive', 'NodeManagerPort',\n"
-            "                  'Resources')} for n in nodes]))\n"
+            "print('NODES=' + json.dumps([{k: n[k] for k in ('NodeID', 'Alive',\n"
+            "      'NodeManagerPort', 'Resources')} for n in nodes]), flush=True)\n"
         )
         proc = subprocess.run([sys.executable, "-c", code, self.address, str(wait_for),
                                str(timeout)], env=self.env, capture_output=True, text=True,
                               timeout=timeout + 60, check=False)
         assert proc.returncode == 0, proc.stderr
-        return json.loads(proc.stdout.strip().splitlines()[-1])
+        # Ray may print its own warnings (lagging heartbeats, ...) around ours: find our line.
+        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("NODES=")), None)
+        assert line is not None, f"no node list in:\n{proc.stdout}\n{proc.stderr}"
+        return json.loads(line.removeprefix("NODES="))
 
 
 def _start_node(args: list[str], env: dict[str, str]) -> None:
