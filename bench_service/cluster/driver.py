@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TextIO
 
-from bench_service.cluster.session import ray_session
+from bench_service.cluster.session import check_address, ray_session
 from bench_service.cluster.sweep_runner import TrialJob, run_planned_trials
 
 if TYPE_CHECKING:
@@ -58,6 +58,7 @@ def execute_sweep(
         if out is not None:
             print(msg, file=out, flush=True)
 
+    check_address(address)  # before the sweep is written
     if plan.spec.tuning is not None:
         from bench_service.cluster.tuning import execute_tuned_sweep
 
@@ -84,7 +85,7 @@ def execute_sweep(
             f"{session.cpus:g} CPU, {session.gpus:g} GPU")
         store.set_sweep_status(sweep.id, "running")
         outcome = run_planned_trials(
-            [TrialJob(t.id, t.config) for t in todo], store.url,
+            [TrialJob(t.id, t.config) for t in todo], store,
             cpus_per_trial=res.cpus_per_trial, gpus_per_trial=res.gpus_per_trial,
             max_retries=res.max_retries, already_done=done, progress=progress,
         )

@@ -2,16 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import socket
+import sys
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import ray
 
 import bench_service
+from bench_service.engine.errors import ConfigError
 
 
 @dataclass(frozen=True)
@@ -37,23 +44,24 @@ def ray_session(
     ``address`` (or ``RAY_ADDRESS``) connects to an existing cluster (``ray start --head``,
     KubeRay); the cluster keeps running afterwards. Without one, an embedded local Ray is
     started (never silently attaching to some other ``ray start`` on this machine) and
-    stopped on exit. The local workers import the same ``bench_service`` as the driver.
+    stopped on exit; one started ahead by ``start_local_ray_early`` is used instead. The
+    local workers import the same ``bench_service`` as the driver.
     """
+    global _early
     address = address or os.environ.get("RAY_ADDRESS") or None
-    already = ray.is_initialized()
-    if not already:
+    early, _early = (_early, None) if address is None else (None, _early)
+    if early is not None:
+        try:
+            early.wait()
+        except BaseException:
+            early.close()
+            raise
+    already = early is None and ray.is_initialized()
+    if early is None and not already:
         if address is None:
-            root = _package_root()
-            path = os.environ.get("PYTHONPATH", "")
-            if root not in path.split(os.pathsep):
-                os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
-            ray.init(
-                address="local", num_cpus=num_cpus, num_gpus=num_gpus,
-                include_dashboard=False, logging_level=logging.WARNING,
-                configure_logging=True, log_to_driver=True,
-            )
+            _init_local(num_cpus, num_gpus)
         else:
-            ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+            _connect(address)
     try:
         res = ray.cluster_resources()
         ctx = ray.get_runtime_context()
@@ -64,5 +72,160 @@ def ray_session(
             gpus=float(res.get("GPU", 0.0)),
         )
     finally:
-        if not already:
+        if early is not None:
+            early.close()
+        elif not already:
+            if address is None:
+                _kill_autoscaler_monitor()
             ray.shutdown()
+
+
+class ClusterUnreachable(ConfigError):
+    """``--address`` (or ``RAY_ADDRESS``) names no Ray cluster this driver can join."""
+
+
+def check_address(address: str | None) -> None:
+    """Raise ``ClusterUnreachable`` now if the cluster to join (``address`` or
+    ``RAY_ADDRESS``) does not listen: callers check before writing anything."""
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address is not None:
+        _check_reachable(address)
+
+
+def _connect(address: str) -> None:
+    _check_reachable(address)
+    try:
+        ray.init(address=address, logging_level=logging.WARNING, log_to_driver=True)
+    except (ConnectionError, TimeoutError) as exc:
+        raise ClusterUnreachable(
+            "--address", f"cannot connect to a Ray cluster at {address} ({exc}); is `ray "
+            "start --head` running there, and does this machine have the cluster's auth token?"
+        ) from None
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fail fast on a ``host:port`` nobody listens on: ``ray.init`` would retry for minutes."""
+    host, sep, port = address.rpartition(":")
+    if not sep or "://" in address or not port.isdigit():
+        return  # "auto", "ray://...": left to Ray
+    try:
+        socket.create_connection((host or "127.0.0.1", int(port)), timeout=timeout).close()
+    except OSError as exc:
+        raise ClusterUnreachable(
+            "--address", f"nothing accepts connections at {address} ({exc.strerror or exc}); "
+            "start the cluster's head there with `ray start --head --port PORT`"
+        ) from None
+
+
+def _init_local(num_cpus: int | None, num_gpus: int | None) -> None:
+    root = _package_root()
+    path = os.environ.get("PYTHONPATH", "")
+    if root not in path.split(os.pathsep):
+        os.environ["PYTHONPATH"] = os.pathsep.join(p for p in (root, path) if p)
+    ray.init(
+        address="local", num_cpus=num_cpus, num_gpus=num_gpus,
+        include_dashboard=False, logging_level=logging.WARNING,
+        configure_logging=True, log_to_driver=True,
+    )
+
+
+class _EarlyLocalRay:
+    """An embedded local Ray starting in a background thread.
+
+    ``ray.init`` takes ~4 s on 2 cores, most of it waiting for Ray's own processes (GCS,
+    raylet, their Python agents) to start; the driver meanwhile imports torch and plans the
+    sweep, so the two overlap. Ray's processes die with the *thread* that started them
+    (``PR_SET_PDEATHSIG``), so this thread lives until ``close`` and shuts Ray down itself.
+    """
+
+    def __init__(self, num_cpus: int | None, num_gpus: int | None) -> None:
+        self._ready = threading.Event()
+        self._stop = threading.Event()
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(num_cpus, num_gpus),
+                                        name="bench-ray-start", daemon=True)
+        self._thread.start()
+
+    def _run(self, num_cpus: int | None, num_gpus: int | None) -> None:
+        quiet = _DropMessage("SIGTERM handler is not set")  # the main thread sets one
+        logging.getLogger("ray._private.worker").addFilter(quiet)
+        try:
+            _init_local(num_cpus, num_gpus)
+        except BaseException as exc:  # handed to the main thread by wait()
+            self._error = exc
+            self._ready.set()
+            return
+        finally:
+            logging.getLogger("ray._private.worker").removeFilter(quiet)
+        self._ready.set()
+        self._stop.wait()
+        _kill_autoscaler_monitor()
+        ray.shutdown()
+
+    def wait(self) -> None:
+        """Block until Ray is up; raise what ``ray.init`` raised, if it failed."""
+        self._ready.wait()
+        if self._error is not None:
+            raise self._error
+
+    def close(self) -> None:
+        """Shut Ray down (after its start-up, if still under way) and end the thread."""
+        self._stop.set()
+        self._thread.join()
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, prefix: str) -> None:
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
+
+
+#: The early-started embedded Ray the next ``ray_session()`` will use, if any.
+_early: _EarlyLocalRay | None = None
+
+
+def start_local_ray_early(num_cpus: int | None = None, num_gpus: int | None = None) -> None:
+    """Start the embedded local Ray now, in the background, for the next ``ray_session()``.
+
+    For a driver that knows it will need the embedded Ray (``bench run`` without
+    ``--address``) and has seconds of its own work first. Call ``stop_early_ray`` when no
+    session ends up using it (a refused spec); that waits for the start-up to finish.
+    Must be called from the main thread, which keeps Ray's SIGTERM behaviour: exit cleanly.
+    """
+    global _early
+    if _early is not None or ray.is_initialized():
+        return
+    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # what ray.init sets in the main thread
+    _early = _EarlyLocalRay(num_cpus, num_gpus)
+
+
+def stop_early_ray() -> None:
+    """Stop an early-started Ray that no session took; nothing otherwise."""
+    global _early
+    early, _early = _early, None
+    if early is not None:
+        early.close()
+
+
+def _exit_on_sigterm(signum: int, frame: Any) -> None:
+    sys.exit(signum)
+
+
+def _kill_autoscaler_monitor() -> None:
+    """Kill the embedded Ray's autoscaler monitor ahead of ``ray.shutdown``.
+
+    Shutdown stops the GCS first; the monitor's SIGTERM handler then tries to report to the
+    dead GCS, so Ray waits its full 1 s grace before killing it anyway (1 s of every
+    ``bench run``). Killing it first is what that grace ends in, minus the wait. Uses Ray's
+    private node handle, so any surprise there leaves the normal shutdown to do the work.
+    """
+    with contextlib.suppress(Exception):
+        from ray._private import ray_constants, worker
+
+        node: Any = worker._global_node
+        for info in node.all_processes.get(ray_constants.PROCESS_TYPE_MONITOR, []):
+            info.process.kill()
+            info.process.wait(timeout=2)

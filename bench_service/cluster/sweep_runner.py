@@ -9,12 +9,15 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from bench_service.cluster.tasks import MetricWriter, execute_trial
+from bench_service.cluster.tasks import MetricWriter, TrialOutcome, execute_trial
+
+if TYPE_CHECKING:
+    from bench_service.store import Store
 
 TERMINAL = ("completed", "diverged", "failed", "pruned", "cancelled")
 
@@ -43,16 +46,17 @@ class Writer(NamedTuple):
     name: str
 
 
-def start_writer(db_url: str, *, wait: bool = True) -> Writer:
+def start_writer(db_url: str, *, name: str | None = None, wait: bool = True) -> Writer:
     """The metric writer actor, pinned to this (the driver's) node; uses no CPU slot.
 
-    With ``wait=False`` the caller goes on while the actor's process starts (its imports
-    take a second or two) and must call ``ensure_ready`` before relying on it; calls made
+    ``name`` lets tasks be submitted with it before the actor starts (``writer_name()``).
+    With ``wait=False`` the caller goes on while the actor's process starts (~1 s of CPU
+    for its imports) and must call ``ensure_ready`` before relying on it; calls made
     meanwhile queue up in order.
     """
     node_id = ray.get_runtime_context().get_node_id()
     actor_cls = ray.remote(num_cpus=0, max_restarts=3)(MetricWriter)
-    name = f"bench-writer-{uuid.uuid4().hex}"
+    name = name or writer_name()
     writer = actor_cls.options(
         name=name,
         scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node_id, soft=False),
@@ -60,6 +64,11 @@ def start_writer(db_url: str, *, wait: bool = True) -> Writer:
     if wait:
         ensure_ready(writer)
     return Writer(writer, name)
+
+
+def writer_name() -> str:
+    """A unique name for a sweep's writer actor (several sweeps may share a cluster)."""
+    return f"bench-writer-{uuid.uuid4().hex}"
 
 
 def ensure_ready(writer: Any) -> None:
@@ -94,7 +103,7 @@ class Progress:
 
 def run_planned_trials(
     jobs: Sequence[TrialJob],
-    db_url: str,
+    store: Store,
     *,
     cpus_per_trial: float = 1.0,
     gpus_per_trial: float = 0.0,
@@ -102,50 +111,94 @@ def run_planned_trials(
     already_done: int = 0,
     progress: bool = True,
 ) -> SweepOutcome:
-    """Submit every job as a Ray task and wait for all of them.
+    """Submit every job as a Ray task, store each outcome as it arrives, wait for all.
 
     Ray handles placement (CPU/GPU resources, fractional GPUs) and retries on worker or node
     loss (``max_retries``); exceptions inside a trial are not retried: the runner turns them
-    into ``failed`` records. Ctrl-C cancels: running tasks get a KeyboardInterrupt, record
-    ``cancelled`` and the function returns with ``outcome.cancelled`` set.
+    into ``failed`` records. A trial counts as finished once the driver has committed its
+    outcome. Ctrl-C cancels (``stop_trials``): the function returns with ``outcome.cancelled``
+    set and the caller marks the unfinished trials ``cancelled``.
     """
     outcome = SweepOutcome()
     t0 = time.perf_counter()
     if not jobs:
         return outcome
-    writer, name = start_writer(db_url, wait=False)  # starts while the trials are submitted
     task = ray.remote(execute_trial).options(
         num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries,
         retry_exceptions=False,
     )
+    # Only trials longer than FLUSH_SECONDS use the writer; it starts while trials are
+    # submitted, and a trial that looks for it before it exists keeps its points meanwhile.
+    writer, name = start_writer(store.url, wait=False)
     pending = {task.remote(job.trial_id, job.config, name): job for job in jobs}
     bar = Progress(len(jobs), already_done, progress)
     capacity = slots(ray.cluster_resources(), cpus_per_trial, gpus_per_trial)
     try:
         ensure_ready(writer)
         while pending:
-            done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0.5)
+            # Store each outcome as soon as it arrives: finished means committed.
+            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
             for ref in done:
                 job = pending.pop(ref)
-                try:
-                    status = ray.get(ref)["status"]
-                except (ray.exceptions.RayError, KeyError) as exc:  # lost after all retries
-                    status = "failed"
-                    record_lost(writer, job.trial_id, exc)
+                status, _ = collect(ref, job.trial_id, store)
                 outcome.counts[status] += 1
             bar.update(len(done), outcome.counts, min(len(pending), capacity))
     except KeyboardInterrupt:
         outcome.cancelled = True
-        for ref in pending:
-            ray.cancel(ref, force=False)
-        ray.wait(list(pending), num_returns=len(pending), timeout=15)
+        collect_returned(pending, store, outcome.counts)
+        stop_writer(writer)
         outcome.counts["cancelled"] += len(pending)
     finally:
-        # No final flush needed: each task waits for its own ``finish`` write, which the
-        # actor runs after that task's earlier (fire-and-forget) metric batches.
+        # No final flush needed: a task that streamed to the writer waits until its
+        # batches are stored before it returns its outcome.
         bar.close()
     outcome.wall_time = time.perf_counter() - t0
     return outcome
+
+
+def collect_returned(pending: dict[Any, TrialJob], store: Store, counts: Counter[str]) -> None:
+    """Ctrl-C: store the outcomes already returned (and drop them from ``pending``)."""
+    with contextlib.suppress(Exception):
+        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+        for ref in done:
+            status, _ = collect(ref, pending.pop(ref).trial_id, store)
+            counts[status] += 1
+
+
+def stop_writer(writer: Any) -> None:
+    """Ctrl-C: stop the trials' writes, so the driver's ``cancelled`` marks are final.
+
+    Trials still running are left to end with the job (an embedded Ray shuts down, a cluster
+    kills the workers of a driver that exits); once the writer has stopped nothing they send
+    is stored, and the points they stored so far stay. ``ray.cancel`` is not used: cancelling
+    a task that Ray is handing to a worker at that moment aborts the driver inside Ray 2.60
+    (``Check failed: ... Tried to complete task that was not pending``), which about one
+    Ctrl-C in six hit on a sweep of short trials.
+    """
+    with contextlib.suppress(Exception):
+        ray.get(writer.stop.remote(), timeout=30)
+
+
+def collect(ref: Any, trial_id: int, store: Store) -> tuple[str, bool]:
+    """Store the outcome of a finished trial task; returns its status and whether Ray lost it.
+
+    A task Ray gave up on (lost after all retries) and an outcome the store refuses are
+    stored as ``failed`` with the reason, so the sweep goes on.
+    """
+    from bench_service.store import StoreError
+
+    lost = False
+    try:
+        result: TrialOutcome = ray.get(ref)
+        store.finish_trial(result.trial_id, result.summary, result.points, start=result.start)
+        return result.status, lost
+    except ray.exceptions.RayError as exc:
+        lost, error = True, f"lost by Ray after retries: {type(exc).__name__}: {exc}"
+    except StoreError as exc:
+        error = f"could not store the outcome: {exc}"
+    with contextlib.suppress(Exception):
+        store.finish_trial(trial_id, {"status": "failed", "error": error})
+    return "failed", lost
 
 
 def slots(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
@@ -158,9 +211,3 @@ def slots(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: fl
     if gpus_per_trial > 0:
         fits.append(resources.get("GPU", 0.0) / gpus_per_trial)
     return max(1, int(min(fits, default=1.0) + 1e-9))
-
-
-def record_lost(writer: Any, trial_id: int, exc: BaseException) -> None:
-    error = f"lost by Ray after retries: {type(exc).__name__}: {exc}"
-    with contextlib.suppress(Exception):
-        ray.get(writer.finish.remote(trial_id, {"status": "failed", "error": error}), timeout=30)

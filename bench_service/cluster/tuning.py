@@ -21,7 +21,7 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bench_service.cluster.driver import db_flag
 from bench_service.cluster.session import ray_session
-from bench_service.cluster.sweep_runner import Progress, record_lost, start_writer
+from bench_service.cluster.sweep_runner import Progress, collect, start_writer, stop_writer
 from bench_service.cluster.tasks import PruningHook, execute_trial
 
 if TYPE_CHECKING:
@@ -76,9 +76,10 @@ class TuningCoordinator:
     def recover(self) -> dict[str, int]:
         """Settle Optuna trials left RUNNING by a driver that died; return budget used/cell.
 
-        A trial whose row finished (its worker stored the outcome before the driver died) is
-        told its real outcome; one that did not is failed *uncounted* (to be replaced) and
-        its row marked cancelled. Nothing is lost and nothing runs twice.
+        A trial whose row finished (its outcome was stored before the driver died, but
+        not told to the study) is told its real outcome; one that did not is failed
+        *uncounted* (to be replaced) and its row marked cancelled. Nothing is lost and
+        nothing runs twice.
         """
         from optuna.trial import TrialState
 
@@ -244,7 +245,7 @@ def execute_tuned_sweep(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
         ).remote(store.url, plan, sweep.id)
         used: dict[str, int] = ray.get(coord.recover.remote())
-        writer, writer_name = start_writer(store.url)
+        writer = start_writer(store.url)  # kept: the actor lives as long as this handle
         store.set_sweep_status(sweep.id, "running")
         capacity = tuning.max_concurrent or max(
             1, int(session.cpus // max(res.cpus_per_trial, 1e-9)))
@@ -271,7 +272,7 @@ def execute_tuned_sweep(
                     finals_started.add(key)
                     for trial_id, config in ray.get(coord.finals.remote(
                             key, res.cpus_per_trial, res.gpus_per_trial)):
-                        ref = task.remote(trial_id, config, writer_name)
+                        ref = task.remote(trial_id, config, writer.name)
                         in_flight[ref] = _Flight("final", key, -1, trial_id)
                 # 2. fill free slots with tuning trials, the cell with most budget left first
                 while len(in_flight) < capacity:
@@ -282,7 +283,7 @@ def execute_tuned_sweep(
                     key = max(open_cells, key=lambda k: budget - used[k] - tuning_live[k])
                     trial_id, number, config = ray.get(coord.ask.remote(key))
                     hook = PruningHook(coord, key, number, metric) if prune else None
-                    ref = task.remote(trial_id, config, writer_name, hook)
+                    ref = task.remote(trial_id, config, writer.name, hook)
                     in_flight[ref] = _Flight("tuning", key, number, trial_id)
                     tuning_live[key] += 1
                 if not in_flight:
@@ -290,14 +291,7 @@ def execute_tuned_sweep(
                 done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
                 for ref in done:
                     f = in_flight.pop(ref)
-                    lost = False
-                    try:
-                        status = ray.get(ref)["status"]
-                    except ray.exceptions.RayError as exc:
-                        lost, status = True, "lost"
-                        if f.kind == "final":
-                            record_lost(writer, f.trial_id, exc)
-                            status = "failed"
+                    status, lost = collect(ref, f.trial_id, store)
                     if f.kind == "tuning":
                         tuning_live[f.cell_key] -= 1
                         if ray.get(coord.tell.remote(f.cell_key, f.number, f.trial_id, lost)):
@@ -309,9 +303,9 @@ def execute_tuned_sweep(
                     counts[status] += 1
                     bar.update(1, counts, len(in_flight))
         except KeyboardInterrupt:
-            for ref in in_flight:
-                ray.cancel(ref, force=False)
-            ray.wait(list(in_flight), num_returns=len(in_flight), timeout=15)
+            # Trials in flight are abandoned, not ray.cancel()led (see stop_writer); an
+            # outcome that returned but was not told to its study runs again on resume.
+            stop_writer(writer.handle)
             ray.get(coord.abandon_running.remote())
             bar.close()
             n = store.mark_unfinished(sweep.id, "cancelled")

@@ -196,3 +196,27 @@ def test_every_optimizer_trains_every_workload(optimizer: str, workload: str) ->
     r = run_trial(c)
     assert r.status == "completed", r.error
     assert r.final["val_loss"] < initial, f"{optimizer} on {workload}: {initial} -> {r.final}"
+
+
+def test_first_trial_of_a_process_is_not_charged_torchs_lazy_imports() -> None:
+    # The first Optimizer.step of a process imports torch._dynamo (>1 s). In a fresh process
+    # the first trial's first logged point must still come after a few ms of training, not
+    # after that import: wall times and time-to-target of every process's first trial
+    # would otherwise be inflated.
+    import json
+    import subprocess
+    import sys
+
+    code = (
+        "import json, sys\n"
+        "from bench_service.engine import run_trial\n"
+        "assert 'torch._dynamo' not in sys.modules\n"
+        "r = run_trial({'workload': 'linreg', 'optimizer': 'sgd', 'budget': {'steps': 20},"
+        " 'log_every': 10})\n"
+        "print(json.dumps([r.status, min(p.wall_time for p in r.metrics if p.step == 10)]))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=120).stdout
+    status, first_wall = json.loads(out.splitlines()[-1])
+    assert status == "completed"
+    assert first_wall < 0.5, f"first point at {first_wall:.2f} s: the lazy import was timed"
