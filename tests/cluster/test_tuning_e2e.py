@@ -113,3 +113,24 @@ def test_killed_driver_mid_tuning_resumes_without_exceeding_any_budget(tmp_path:
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stdout
     check_equal_budgets(f"sqlite:///{db}", "tuned", 5, n_cells=4)
+
+
+def test_ctrl_c_mid_tuning_cancels_and_resumes_within_every_budget(tmp_path: Path) -> None:
+    spec = {**TUNED, "workloads": ["mlp_digits"], "optimizers": ["adam"],
+            "tuning": {**TUNED["tuning"], "trials_per_cell": 4, "search_space": {}},
+            "budget": {"epochs": 4}}
+    db, path = tmp_path / "bench.db", write_spec(tmp_path / "tuned.yaml", spec)
+    proc = _start(path, db, tmp_path)
+    try:
+        _wait_for(lambda: sum(_counts(db).get(s, 0) for s in ("completed", "pruned")) >= 2)
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=60)
+    finally:
+        _kill_session(proc)
+    assert proc.returncode == 130, err
+    assert "cancelled" in out and "Traceback" not in err
+    counts = _counts(db)
+    assert counts.get("running", 0) == 0 and counts.get("pending", 0) == 0
+    again = run_bench("run", str(path), "--db", str(db), "--num-cpus", "2", "--no-progress")
+    assert again.returncode == 0, again.stderr
+    check_equal_budgets(f"sqlite:///{db}", "tuned", 4, n_cells=2)
