@@ -243,6 +243,14 @@ def writer_handle(name: str) -> Any | None:
     return handle
 
 
+def warm_worker() -> None:
+    """A task that only warms its worker process (torch and the engine imported, ``warm_up``)
+    so the trials Ray hands that worker next start at once."""
+    from bench_service.engine.runner import warm_up
+
+    warm_up()
+
+
 def execute_trial(
     trial_id: int, config: dict[str, Any], writer_name: str,
     pruning: PruningHook | None = None,

@@ -21,8 +21,14 @@ from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bench_service.cluster.driver import db_flag
 from bench_service.cluster.session import ray_session
-from bench_service.cluster.sweep_runner import Progress, collect, start_writer, stop_writer
-from bench_service.cluster.tasks import PruningHook, execute_trial
+from bench_service.cluster.sweep_runner import (
+    Progress,
+    collect,
+    ensure_ready,
+    start_writer,
+    stop_writer,
+)
+from bench_service.cluster.tasks import PruningHook, execute_trial, warm_worker
 
 if TYPE_CHECKING:
     from bench_service.store import Store
@@ -239,20 +245,29 @@ def execute_tuned_sweep(
         f"{tuning.sampler} sampler, {tuning.pruner} pruner, in {mask_url(store.url)}")
     res = plan.spec.resources
     with ray_session(address, num_cpus=num_cpus) as session:
-        node = ray.get_runtime_context().get_node_id()
-        coord_cls: Any = ray.remote(num_cpus=0)(TuningCoordinator)
-        coord: Any = coord_cls.options(
-            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
-        ).remote(store.url, plan, sweep.id)
-        used: dict[str, int] = ray.get(coord.recover.remote())
-        writer = start_writer(store.url)  # kept: the actor lives as long as this handle
-        store.set_sweep_status(sweep.id, "running")
         capacity = tuning.max_concurrent or max(
             1, int(session.cpus // max(res.cpus_per_trial, 1e-9)))
         task = ray.remote(execute_trial).options(
             num_cpus=res.cpus_per_trial, num_gpus=res.gpus_per_trial,
             max_retries=res.max_retries, retry_exceptions=False,
         )
+        # The trial workers start now: their torch imports overlap the actors' start-up and
+        # Ray hands the same (warm) workers the first trials.
+        prestart = ray.remote(warm_worker).options(
+            num_cpus=res.cpus_per_trial, num_gpus=res.gpus_per_trial)
+        for _ in range(capacity):
+            prestart.remote()
+        node = ray.get_runtime_context().get_node_id()
+        coord_cls: Any = ray.remote(num_cpus=0)(TuningCoordinator)
+        coord: Any = coord_cls.options(
+            scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
+        ).remote(store.url, plan, sweep.id)
+        # Both actors start at once (each imports for a second or more); the writer handle
+        # is kept: the actor lives as long as it.
+        writer = start_writer(store.url, wait=False)
+        used: dict[str, int] = ray.get(coord.recover.remote())
+        ensure_ready(writer.handle)
+        store.set_sweep_status(sweep.id, "running")
         finals_done = Counter(store.trials_frame(sweep.name, role="final", status=list(
             TERMINAL))["cell_key"])
         already = sum(min(u, budget) for u in used.values()) + sum(finals_done.values())
