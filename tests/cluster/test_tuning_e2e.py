@@ -6,6 +6,7 @@ import json
 import math
 import os
 import signal
+import subprocess
 from pathlib import Path
 
 import optuna
@@ -97,14 +98,27 @@ def test_tuned_sweep_gives_every_cell_the_same_budget(
         assert sgd["mean"] < bad.final["val_loss"]
 
 
-def test_killed_driver_mid_tuning_resumes_without_exceeding_any_budget(tmp_path: Path) -> None:
-    spec = {**TUNED, "workloads": ["mlp_digits"], "optimizers": ["sgd", "adam"],
-            "tuning": {**TUNED["tuning"], "trials_per_cell": 5, "search_space": {}},
+def _start_mlp_tuning(tmp_path: Path, optimizers: list[str], trials_per_cell: int
+                      ) -> tuple[Path, Path, subprocess.Popen[str]]:
+    """Start `bench run` on a tuned mlp_digits sweep (2 schedulers per optimizer)."""
+    spec = {**TUNED, "workloads": ["mlp_digits"], "optimizers": optimizers,
+            "tuning": {**TUNED["tuning"], "trials_per_cell": trials_per_cell,
+                       "search_space": {}},
             "budget": {"epochs": 4}}
     db, path = tmp_path / "bench.db", write_spec(tmp_path / "tuned.yaml", spec)
-    proc = _start(path, db, tmp_path)
+    return db, path, _start(path, db, tmp_path)
+
+
+def _settled(db: Path) -> int:
+    """Tuning trials that spent budget so far (completed or pruned)."""
+    counts = _counts(db)
+    return counts.get("completed", 0) + counts.get("pruned", 0)
+
+
+def test_killed_driver_mid_tuning_resumes_without_exceeding_any_budget(tmp_path: Path) -> None:
+    db, path, proc = _start_mlp_tuning(tmp_path, ["sgd", "adam"], trials_per_cell=5)
     try:
-        _wait_for(lambda: sum(_counts(db).get(s, 0) for s in ("completed", "pruned")) >= 5)
+        _wait_for(lambda: _settled(db) >= 5)
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -116,13 +130,9 @@ def test_killed_driver_mid_tuning_resumes_without_exceeding_any_budget(tmp_path:
 
 
 def test_ctrl_c_mid_tuning_cancels_and_resumes_within_every_budget(tmp_path: Path) -> None:
-    spec = {**TUNED, "workloads": ["mlp_digits"], "optimizers": ["adam"],
-            "tuning": {**TUNED["tuning"], "trials_per_cell": 4, "search_space": {}},
-            "budget": {"epochs": 4}}
-    db, path = tmp_path / "bench.db", write_spec(tmp_path / "tuned.yaml", spec)
-    proc = _start(path, db, tmp_path)
+    db, path, proc = _start_mlp_tuning(tmp_path, ["adam"], trials_per_cell=4)
     try:
-        _wait_for(lambda: sum(_counts(db).get(s, 0) for s in ("completed", "pruned")) >= 2)
+        _wait_for(lambda: _settled(db) >= 2)
         proc.send_signal(signal.SIGINT)
         out, err = proc.communicate(timeout=60)
     finally:
