@@ -145,7 +145,9 @@ def run_planned_trials(
             bar.update(len(done), outcome.counts, min(len(pending), capacity))
     except KeyboardInterrupt:
         outcome.cancelled = True
-        collect_returned(pending, store, outcome.counts)
+        for ref in collect_returned({r: j.trial_id for r, j in pending.items()}, store,
+                                    outcome.counts):
+            del pending[ref]
         stop_writer(writer)
         outcome.counts["cancelled"] += len(pending)
     finally:
@@ -156,13 +158,20 @@ def run_planned_trials(
     return outcome
 
 
-def collect_returned(pending: dict[Any, TrialJob], store: Store, counts: Counter[str]) -> None:
-    """Ctrl-C: store the outcomes already returned (and drop them from ``pending``)."""
+def collect_returned(trial_ids: dict[Any, int], store: Store, counts: Counter[str]
+                     ) -> list[Any]:
+    """Ctrl-C: store the outcomes already returned; returns their task refs.
+
+    ``trial_ids`` maps the task refs still in flight to their trials' row ids.
+    """
+    stored: list[Any] = []
     with contextlib.suppress(Exception):
-        done, _ = ray.wait(list(pending), num_returns=len(pending), timeout=0)
+        done, _ = ray.wait(list(trial_ids), num_returns=len(trial_ids), timeout=0)
         for ref in done:
-            status, _ = collect(ref, pending.pop(ref).trial_id, store)
+            status, _ = collect(ref, trial_ids[ref], store)
             counts[status] += 1
+            stored.append(ref)
+    return stored
 
 
 def stop_writer(writer: Any) -> None:

@@ -24,6 +24,7 @@ from bench_service.cluster.session import ray_session
 from bench_service.cluster.sweep_runner import (
     Progress,
     collect,
+    collect_returned,
     ensure_ready,
     start_writer,
     stop_writer,
@@ -89,19 +90,29 @@ class TuningCoordinator:
         """
         from optuna.trial import TrialState
 
+        running = [(key, ft.number) for key, study in self.studies.items()
+                   for ft in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))]
+        self._settle(running)
+        return {key: self.T.budget_used(s) for key, s in self.studies.items()}
+
+    def _settle(self, running: list[tuple[str, int]]) -> None:
+        """End Optuna trials whose driver is gone, by what their rows say.
+
+        A row that finished (the driver stored its outcome, then died or was interrupted
+        before telling the study) is told its real outcome and counts; any other is failed
+        uncounted, and its row (with every other unfinished one) is marked cancelled.
+        """
+        self.live.clear()
         rows = self.store.trials_frame(self.plan.name, role="tuning")
         by_number = {(r.cell_key, int(r.number)): r for r in rows.itertuples()
                      if r.number is not None}
-        for key, study in self.studies.items():
-            for ft in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-                row = by_number.get((key, ft.number))
-                if row is not None and row.status in TERMINAL:
-                    self._tell(key, ft.number, int(row.trial_id))
-                else:
-                    study._storage.set_trial_user_attr(ft._trial_id, self.T.COUNTED, False)
-                    study.tell(ft.number, state=TrialState.FAIL)
+        for key, number in running:
+            row = by_number.get((key, number))
+            if row is not None and row.status in TERMINAL:
+                self._tell(key, number, int(row.trial_id))
+            else:
+                self._fail_uncounted(key, number)
         self.store.mark_unfinished(self.sweep_id, "cancelled")
-        return {key: self.T.budget_used(s) for key, s in self.studies.items()}
 
     # --- ask / report / tell --------------------------------------------------------------
     def ask(self, cell_key: str) -> tuple[int, int, dict[str, Any]]:
@@ -132,16 +143,19 @@ class TuningCoordinator:
 
     def tell(self, cell_key: str, number: int, trial_id: int, lost: bool = False) -> bool:
         """Tell a finished trial's outcome; returns whether it counted against the budget."""
-        from optuna.trial import TrialState
-
         self.live.pop((cell_key, number), None)
         if lost:  # the infrastructure lost it: fail it uncounted, the loop asks a new one
-            study = self.studies[cell_key]
-            ft = study.get_trials(deepcopy=False)[number]
-            study._storage.set_trial_user_attr(ft._trial_id, self.T.COUNTED, False)
-            study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
+            self._fail_uncounted(cell_key, number)
             return False
         return self._tell(cell_key, number, trial_id)
+
+    def _fail_uncounted(self, cell_key: str, number: int) -> None:
+        from optuna.trial import TrialState
+
+        study = self.studies[cell_key]
+        ft = study.get_trials(deepcopy=False)[number]
+        study._storage.set_trial_user_attr(ft._trial_id, self.T.COUNTED, False)
+        study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _tell(self, cell_key: str, number: int, trial_id: int) -> bool:
         from optuna.trial import TrialState
@@ -191,6 +205,9 @@ class TuningCoordinator:
             tuning_cpu_seconds=seconds * cpus_per_trial,
             tuning_gpu_seconds=seconds * gpus_per_trial,
         )
+        for r in rows:  # finished before an interruption, perhaps without its objective
+            if r.status in TERMINAL:
+                self.record_final(r.id)
         return [(r.id, r.config) for r in rows if r.status not in TERMINAL]
 
     def record_final(self, trial_id: int) -> None:
@@ -199,9 +216,13 @@ class TuningCoordinator:
             row.status, row.final, row.time_to_target, self.tuning))
 
     def abandon_running(self) -> None:
-        """On cancel: fail every in-flight trial uncounted, so a resume replaces it."""
-        for (key, number) in list(self.live):
-            self.tell(key, number, 0, lost=True)
+        """On cancel: settle every trial asked and not told (a resume replaces the unfinished).
+
+        The driver may have stored a trial's outcome and been interrupted before telling
+        it; failing that one uncounted would let a resume run a fifth trial in a cell of
+        four (its completed row would still count).
+        """
+        self._settle(list(self.live))
 
     def ping(self) -> bool:
         return True
@@ -318,8 +339,10 @@ def execute_tuned_sweep(
                     counts[status] += 1
                     bar.update(1, counts, len(in_flight))
         except KeyboardInterrupt:
-            # Trials in flight are abandoned, not ray.cancel()led (see stop_writer); an
-            # outcome that returned but was not told to its study runs again on resume.
+            # Outcomes already returned are stored (the coordinator tells them to their
+            # studies); trials still running are abandoned, not ray.cancel()led (see
+            # stop_writer), and run again on resume.
+            collect_returned({ref: f.trial_id for ref, f in in_flight.items()}, store, counts)
             stop_writer(writer.handle)
             ray.get(coord.abandon_running.remote())
             bar.close()
