@@ -145,11 +145,10 @@ def run_planned_trials(
             bar.update(len(done), outcome.counts, min(len(pending), capacity))
     except KeyboardInterrupt:
         outcome.cancelled = True
-        for ref in collect_returned({r: j.trial_id for r, j in pending.items()}, store,
-                                    outcome.counts):
-            del pending[ref]
+        stored = collect_returned({r: j.trial_id for r, j in pending.items()}, store,
+                                  outcome.counts)
         stop_writer(writer)
-        outcome.counts["cancelled"] += len(pending)
+        outcome.counts["cancelled"] += len(pending) - stored
     finally:
         # No final flush needed: a task that streamed to the writer waits until its
         # batches are stored before it returns its outcome.
@@ -158,19 +157,18 @@ def run_planned_trials(
     return outcome
 
 
-def collect_returned(trial_ids: dict[Any, int], store: Store, counts: Counter[str]
-                     ) -> list[Any]:
-    """Ctrl-C: store the outcomes already returned; returns their task refs.
+def collect_returned(trial_ids: dict[Any, int], store: Store, counts: Counter[str]) -> int:
+    """Ctrl-C: store the outcomes already returned; returns how many.
 
     ``trial_ids`` maps the task refs still in flight to their trials' row ids.
     """
-    stored: list[Any] = []
+    stored = 0
     with contextlib.suppress(Exception):
         done, _ = ray.wait(list(trial_ids), num_returns=len(trial_ids), timeout=0)
         for ref in done:
             status, _ = collect(ref, trial_ids[ref], store)
             counts[status] += 1
-            stored.append(ref)
+            stored += 1
     return stored
 
 

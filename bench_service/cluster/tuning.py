@@ -95,12 +95,13 @@ class TuningCoordinator:
         self._settle(running)
         return {key: self.T.budget_used(s) for key, s in self.studies.items()}
 
-    def _settle(self, running: list[tuple[str, int]]) -> None:
+    def _settle(self, running: list[tuple[str, int]]) -> int:
         """End Optuna trials whose driver is gone, by what their rows say.
 
         A row that finished (the driver stored its outcome, then died or was interrupted
         before telling the study) is told its real outcome and counts; any other is failed
         uncounted, and its row (with every other unfinished one) is marked cancelled.
+        Returns how many rows were marked.
         """
         self.live.clear()
         rows = self.store.trials_frame(self.plan.name, role="tuning")
@@ -112,7 +113,7 @@ class TuningCoordinator:
                 self._tell(key, number, int(row.trial_id))
             else:
                 self._fail_uncounted(key, number)
-        self.store.mark_unfinished(self.sweep_id, "cancelled")
+        return self.store.mark_unfinished(self.sweep_id, "cancelled")
 
     # --- ask / report / tell --------------------------------------------------------------
     def ask(self, cell_key: str) -> tuple[int, int, dict[str, Any]]:
@@ -215,14 +216,15 @@ class TuningCoordinator:
         self.store.set_objective(trial_id, self.T.objective_value(
             row.status, row.final, row.time_to_target, self.tuning))
 
-    def abandon_running(self) -> None:
-        """On cancel: settle every trial asked and not told (a resume replaces the unfinished).
+    def abandon_running(self) -> int:
+        """On cancel: settle every trial asked and not told (a resume replaces the unfinished);
+        returns how many trials were marked cancelled (finals waiting to run included).
 
         The driver may have stored a trial's outcome and been interrupted before telling
         it; failing that one uncounted would let a resume run a fifth trial in a cell of
         four (its completed row would still count).
         """
-        self._settle(list(self.live))
+        return self._settle(list(self.live))
 
     def ping(self) -> bool:
         return True
@@ -344,9 +346,8 @@ def execute_tuned_sweep(
             # stop_writer), and run again on resume.
             collect_returned({ref: f.trial_id for ref, f in in_flight.items()}, store, counts)
             stop_writer(writer.handle)
-            ray.get(coord.abandon_running.remote())
+            n = ray.get(coord.abandon_running.remote())
             bar.close()
-            n = store.mark_unfinished(sweep.id, "cancelled")
             store.set_sweep_status(sweep.id, "cancelled")
             say(f"cancelled: {n} unfinished trial(s) marked cancelled; run the same command "
                 "again to resume (each study continues where it stopped)")
