@@ -10,30 +10,18 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-#: Statuses of a sweep, in lifecycle order.
-SWEEP_STATUSES: tuple[str, ...] = ("pending", "running", "completed", "cancelled", "failed")
-#: Sweep statuses after which the sweep is not running any more (``finished_at`` is set).
-SWEEP_TERMINAL: frozenset[str] = frozenset({"completed", "cancelled", "failed"})
-
-#: Statuses of a trial: ``pending``/``running`` plus the engine's ``TrialResult.status`` values.
-TRIAL_STATUSES: tuple[str, ...] = (
-    "pending",
-    "running",
-    "completed",
-    "diverged",
-    "failed",
-    "pruned",
-    "cancelled",
+from bench_service.vocab import (  # noqa: F401  (re-exported: the store's vocabulary)
+    ROLES,
+    RUNNABLE_STATUSES,
+    SCOPES,
+    SWEEP_STATUSES,
+    SWEEP_TERMINAL,
+    TRIAL_ENDED,
+    TRIAL_STATUSES,
 )
-#: Trial statuses that end an attempt (``finished_at`` is set).
-TRIAL_TERMINAL: frozenset[str] = frozenset(TRIAL_STATUSES) - {"pending", "running"}
-#: Statuses ``trials_to_run`` picks by default: everything that has not ended on its own.
-RUNNABLE_STATUSES: tuple[str, ...] = ("pending", "running", "failed", "cancelled")
 
-#: Why a trial exists: a grid cell, a tuning trial (e.g. from Optuna) or a final re-run.
-ROLES: tuple[str, ...] = ("grid", "tuning", "final")
-#: What a metric point summarises (see ``bench_service.engine.records.MetricPoint``).
-SCOPES: tuple[str, ...] = ("step", "epoch")
+#: Trial statuses that end an attempt (``finished_at`` is set): ``vocab.TRIAL_ENDED``.
+TRIAL_TERMINAL = TRIAL_ENDED
 
 
 @dataclass(frozen=True)
