@@ -78,7 +78,7 @@ def test_open_existing_never_creates_a_sqlite_file(tmp_path: Path) -> None:
 
 def test_open_existing_refuses_a_database_without_our_schema(db_url: str) -> None:
     before = _tables(db_url)  # creates the SQLite file, empty
-    with pytest.raises(NoDatabaseError, match="no bench schema.*bench db upgrade"):
+    with pytest.raises(NoDatabaseError, match=r"no bench schema.*bench db upgrade"):
         Store.open_existing(db_url)
     assert _tables(db_url) == before == set()
 
@@ -90,7 +90,7 @@ def test_open_existing_reads_a_database_at_head(populated: str) -> None:
 
 def test_open_existing_does_not_upgrade_an_older_schema(populated: str) -> None:
     _stamp(populated, "0001")
-    with pytest.raises(SchemaVersionError, match="older than this bench.*bench db upgrade"):
+    with pytest.raises(SchemaVersionError, match=r"older than this bench.*bench db upgrade"):
         Store.open_existing(populated)
     assert current_revision(populated) == "0001"
 
