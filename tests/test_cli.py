@@ -235,7 +235,8 @@ def test_sweeps_shows_the_description(db: str, capsys: pytest.CaptureFixture[str
 def test_csv_cells_are_json(any_db: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["results", "--sweep", "demo", "--db", any_db, "--format", "csv"]) == 0
     frame = pd.read_csv(io.StringIO(capsys.readouterr().out))
-    assert [json.loads(p) for p in frame["params"]][0] == {"optimizer": {"lr": 0.1}}
+    expected = [{"optimizer": {"lr": 0.1 * (i + 1)}} for i in range(4)]
+    assert [json.loads(p) for p in frame["params"]] == expected
     assert json.loads(frame["final"][0]) == {"val_accuracy": 0.75, "val_loss": 0.5}
     assert json.loads(frame["best"][0]) == {"val_loss": 0.25}
 
