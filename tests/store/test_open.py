@@ -164,7 +164,7 @@ def test_an_older_read_only_database_says_so_on_upgrade(tmp_path: Path) -> None:
     engine.dispose()
     with pytest.raises(ReadOnlyDatabaseError, match="is read-only"):
         Store(f"sqlite:///file:{path}?mode=ro&uri=true")
-    assert current_revision(path) == "0001"
+    assert current_revision(str(path)) == "0001"
 
 
 def test_a_read_only_postgresql_session_is_refused_up_front(pg_url: str) -> None:

@@ -5,6 +5,7 @@ use is refused before anything is written. Real Optuna studies on both backends.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import pytest
 from _store_helpers import new_trial
@@ -22,7 +23,7 @@ BUDGET = 3
 def _tune(url: str, study_name: str, n: int = BUDGET) -> int:
     """Run ``n`` trials of a real study (with params, values, intermediate values, attrs)."""
 
-    def objective(trial: optuna.Trial) -> float:
+    def objective(trial: Any) -> float:
         x = trial.suggest_float("x", -1.0, 1.0)
         trial.report(x * x, step=0)
         trial.set_user_attr("bench_trial_id", trial.number)
