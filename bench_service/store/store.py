@@ -119,6 +119,8 @@ _RESULT_COLUMNS = (
     *SCALAR_SUMMARY,
     "finished_at",
 )
+#: Trial statuses of an attempt that has not ended (``pending``, ``running``).
+_NOT_ENDED: tuple[str, ...] = tuple(s for s in TRIAL_STATUSES if s not in TRIAL_TERMINAL)
 #: Trial columns whose values ``values_of`` lists.
 _VALUE_COLUMNS: tuple[str, ...] = (*AXES, "status", "role")
 _TRIAL_FIELDS = tuple(f.name for f in fields(TrialInfo))
@@ -630,7 +632,7 @@ class Store:
                 update(TRIALS)
                 .where(
                     TRIALS.c.sweep_id == sweep_id,
-                    TRIALS.c.status.in_(("pending", "running")),
+                    TRIALS.c.status.in_(_NOT_ENDED),
                 )
                 .values(values)
             )
