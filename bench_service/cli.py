@@ -68,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sweeps = sub.add_parser("sweeps", help="list sweeps with their progress")
+    sweeps.add_argument("name", nargs="?", default=None,
+                        help="show this sweep only, every field in full")
     _db_arg(sweeps)
     sweeps.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
@@ -234,27 +236,47 @@ def cmd_sweeps(args: argparse.Namespace) -> int:
 
     from bench_service.store import Store
 
-    store = Store.open_existing(args.db)
+    with Store.open_existing(args.db) as store:
+        every = store.list_sweeps()
+    sweeps = every if args.name is None else [s for s in every if s.name == args.name]
+    if args.name is not None and not sweeps:
+        raise CliError(f"unknown sweep {args.name[:200]!r} in {_where(args.db)}"
+                       f"{_known(args.name, [s.name for s in every])}")
     rows = []
-    for s in store.list_sweeps():
+    for s in sweeps:
         c = s.counts
         done = sum(c.get(k, 0) for k in TRIAL_FINISHED)
         description = s.description or ""
-        if args.format == "table" and len(description) > _DESCRIPTION_WIDTH:
+        if args.format == "table" and args.name is None and len(description) > _DESCRIPTION_WIDTH:
             description = description[: _DESCRIPTION_WIDTH - 3] + "..."
         rows.append({
             "name": s.name, "status": s.status, "trials": s.n_trials,
             "progress": f"{done}/{s.n_trials}",
             **{status: c.get(status, 0) for status in _SWEEP_COUNT_COLUMNS},
-            "created": s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "",
+            "created": _minute(s.created_at),
+            **({"started": _minute(s.started_at), "finished": _minute(s.finished_at),
+                "spec_hash": s.spec_hash} if args.name is not None else {}),
             "description": description,
         })
-    store.close()
     if not rows and args.format == "table":
         print("no sweeps yet: run `bench run examples/quickstart.yaml`")
         return EXIT_OK
+    if args.name is not None and args.format == "table":
+        width = max(len(k) for k in rows[0])
+        sys.stdout.write("".join(f"{k + ':':<{width + 2}}{v}\n" for k, v in rows[0].items()))
+        return EXIT_OK
     _emit(pd.DataFrame(rows), args.format, None)
     return EXIT_OK
+
+
+def _minute(at: Any) -> str:
+    return at.strftime("%Y-%m-%d %H:%M") if at else ""
+
+
+def _where(db: str | None) -> str:
+    from bench_service.store import mask_url, resolve_url
+
+    return mask_url(resolve_url(db))
 
 
 #: ``bench sweeps`` count columns: every trial status but ``pending`` (progress covers it).
@@ -297,23 +319,26 @@ def _check_filters(store: Any, sweep: str, filters: dict[str, list[str]]) -> Non
     Status and role are closed vocabularies the store checks itself; a valid status that no
     trial has (``--status failed``) is a real, empty answer.
     """
-    import difflib
-
     for axis in AXES:
         wanted = filters.get(axis)
         if not wanted:
             continue
         present = store.values_of(sweep, axis)
         missing = [v for v in wanted if v not in present]
-        if not missing:
-            continue
-        bad = missing[0][:80]
-        close = difflib.get_close_matches(bad, present, n=3, cutoff=0.5)
-        hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
-        shown = ", ".join(present[:30]) + (f", ... ({len(present)} in all)"
-                                            if len(present) > 30 else "")
-        raise CliError(f"no trial of sweep {sweep!r} has {axis} {bad!r}{hint}; its "
-                       f"{axis}s: {shown or '(none)'}")
+        if missing:
+            raise CliError(f"no trial of sweep {sweep!r} has {axis} {missing[0][:80]!r}"
+                           f"{_known(missing[0], present, f'its {axis}s')}")
+
+
+def _known(value: str, present: list[str], what: str = "known", limit: int = 30) -> str:
+    """`` (did you mean 'adam'?); its optimizers: adam, sgd``: the closest matches first."""
+    import difflib
+
+    close = difflib.get_close_matches(value[:80], present, n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    shown = ", ".join(present[:limit]) + (
+        f", ... ({len(present)} in all)" if len(present) > limit else "")
+    return f"{hint}; {what}: {shown or '(none)'}"
 
 
 # --- db / list / dashboard -------------------------------------------------------------------

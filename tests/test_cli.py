@@ -19,13 +19,13 @@ import pandas as pd
 import pytest
 import yaml
 from _helpers import cli_env, run_bench
-from sqlalchemy import func, inspect, select, text
+from sqlalchemy import inspect, text
 
 from bench_service.cli import main, version
 from bench_service.engine.records import TrialResult
 from bench_service.store import NewTrial, Store
 from bench_service.store.db import make_engine, writer
-from bench_service.store.models import VERSION_TABLE, Sweep
+from bench_service.store.models import VERSION_TABLE
 
 DESCRIPTION = "Adam vs SGD on a noisy quadratic, with a description longer than forty characters"
 TINY = {"name": "tiny", "description": "one trial", "workloads": ["quadratic"],
@@ -61,12 +61,8 @@ def db(tmp_path: Path) -> str:
 
 
 def _n_sweeps(url: str) -> int:
-    engine = make_engine(url)
-    try:
-        with engine.connect() as conn:
-            return int(conn.scalar(select(func.count()).select_from(Sweep)) or 0)
-    finally:
-        engine.dispose()
+    with Store(url, upgrade=False) as store:  # no schema check: it may be a future one
+        return len(store.list_sweeps())
 
 
 def _stamp(url: str, revision: str) -> None:
@@ -230,6 +226,11 @@ def test_sweeps_shows_the_description(db: str, capsys: pytest.CaptureFixture[str
     assert row["description"] == DESCRIPTION and row["progress"] == "4/4"
     assert main(["sweeps", "--db", db]) == 0
     assert DESCRIPTION[:37] + "..." in capsys.readouterr().out
+    assert main(["sweeps", "demo", "--db", db]) == 0  # one sweep: every field in full
+    shown = dict(line.split(":", 1) for line in capsys.readouterr().out.splitlines())
+    assert shown["description"].strip() == DESCRIPTION and shown["status"].strip() == "pending"
+    assert main(["sweeps", "dmeo", "--db", db]) == 2
+    _one_line_error(capsys.readouterr().err, "unknown sweep 'dmeo'", "did you mean 'demo'")
 
 
 def test_csv_cells_are_json(any_db: str, capsys: pytest.CaptureFixture[str]) -> None:
