@@ -391,6 +391,8 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from bench_service.store import Store
 
+    if not 0 < args.port < 65536:  # the cheapest check first
+        raise CliError(f"--port must be 1-65535, got {args.port}")
     # Before launching: a database that does not exist (or has no bench schema) is one line
     # here, not an empty database created by the app.
     Store.open_existing(args.db).close()
