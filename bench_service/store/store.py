@@ -754,9 +754,10 @@ class Store:
     def _write(self, fn: Callable[[Connection], T]) -> T:
         """Run ``fn`` in one write transaction.
 
-        SQLite's "database is locked" that comes back before the busy timeout ran out (it
-        refuses some lock upgrades at once) is retried; one that waited the full timeout
-        means another process holds the lock, and becomes ``DatabaseLockedError``. Errors
+        SQLite's "database is locked" that comes back early (it refuses some lock upgrades at
+        once) is retried while less than half the busy timeout has passed; otherwise another
+        process holds the lock, and it becomes ``DatabaseLockedError``: a write gives up
+        within 1.5 busy timeouts, never one timeout per retry. Errors
         about the database itself (read-only, unavailable) become one-line ``StoreError``s;
         the transaction is rolled back, so nothing of ``fn`` is written.
         """
@@ -770,7 +771,7 @@ class Store:
                     raise
                 waited = time.monotonic() - start
                 if (attempt == _LOCK_RETRIES - 1 or not is_locked_error(exc)
-                        or waited >= self._busy_timeout):
+                        or waited >= self._busy_timeout / 2):
                     raise database_error(exc, self.url, waited) from exc
                 time.sleep(0.1 * 2**attempt)
         raise AssertionError("unreachable")
