@@ -125,8 +125,8 @@ _NOT_ENDED: tuple[str, ...] = tuple(s for s in TRIAL_STATUSES if s not in TRIAL_
 _VALUE_COLUMNS: tuple[str, ...] = (*AXES, "status", "role")
 _TRIAL_FIELDS = tuple(f.name for f in fields(TrialInfo))
 _SWEEP_FIELDS = tuple(f.name for f in fields(SweepInfo) if f.name != "counts")
-#: Attempts of a write transaction that SQLite refused as locked before its busy timeout ran
-#: out (a write that waited the whole timeout is not retried: see ``Store._write``).
+#: Attempts of a write transaction that SQLite refused as locked early (in the first half of
+#: the busy timeout; a write that waited longer is not retried: see ``Store._write``).
 _LOCK_RETRIES = 4
 #: Rows per ``IN (...)`` list, well under SQLite's and PostgreSQL's bound-parameter limits.
 _IN_CHUNK = 500
