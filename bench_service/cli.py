@@ -13,12 +13,32 @@ from pathlib import Path
 from typing import Any
 
 from bench_service.engine.errors import ConfigError
+from bench_service.vocab import AXES, SPEC_AXES, TRIAL_FINISHED, TRIAL_STATUSES, TUNED_SPEC_AXES
 
 EXIT_OK, EXIT_FAILED_TRIALS, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
 
 
 class CliError(Exception):
     """A user-facing error: printed without a traceback, exit code 2."""
+
+
+#: ``bench results`` filters: the grid axes, then the trial's status and role.
+_FILTERS: tuple[str, ...] = (*AXES, "status", "role")
+#: ``bench list`` axes, in the order they are printed.
+_LIST_AXES: tuple[str, ...] = (*TUNED_SPEC_AXES, SPEC_AXES[0])
+
+
+def version() -> str:
+    """The installed distribution's version, else the package's own (a source checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as dist_version
+
+    try:
+        return dist_version("bench-service")
+    except PackageNotFoundError:
+        from bench_service import __version__
+
+        return __version__
 
 
 def _db_arg(p: argparse.ArgumentParser) -> None:
@@ -31,6 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="bench",
         description="Benchmark optimizers, LR schedules and regularizers; results in SQL.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser("run", help="run (or resume) the sweep described by a YAML spec")
@@ -47,6 +68,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
 
     sweeps = sub.add_parser("sweeps", help="list sweeps with their progress")
+    sweeps.add_argument("name", nargs="?", default=None,
+                        help="show this sweep only, every field in full")
     _db_arg(sweeps)
     sweeps.add_argument("--format", choices=("table", "csv", "json"), default="table")
 
@@ -61,7 +84,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="with --curves: only these metric names (repeatable)")
     res.add_argument("--best", action="store_true",
                      help="per cell: best config, final-seed mean ± std and 95%% CI, rank")
-    for axis in ("workload", "optimizer", "scheduler", "regularizer", "status", "role"):
+    for axis in _FILTERS:
         res.add_argument(f"--{axis}", action="append", default=None,
                          help=f"only trials with this {axis} (repeatable)")
 
@@ -73,8 +96,7 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(cur)
 
     lst = sub.add_parser("list", help="list registered algorithms and workloads")
-    lst.add_argument("axis", nargs="?", default="all",
-                     choices=("all", "optimizers", "schedulers", "regularizers", "workloads"))
+    lst.add_argument("axis", nargs="?", default="all", choices=("all", *_LIST_AXES))
 
     dash = sub.add_parser("dashboard", help="start the Streamlit dashboard")
     _db_arg(dash)
@@ -139,9 +161,15 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.name:
         spec = spec.renamed(args.name)
     plan = plan_sweep(spec)
-    from bench_service.store import Store, mask_url
+    from bench_service.store import Store, check_optuna_schema, mask_url
 
     store = Store(args.db)
+    # Before anything is written or started: a read-only or locked database, or Optuna
+    # tables this Optuna cannot use, is one line now rather than a traceback (and a pending
+    # sweep row) later.
+    store.check_writable()
+    if plan.spec.tuning is not None:
+        check_optuna_schema(store.url)
     existing = store.get_sweep(plan.name)
     if existing is not None and existing.spec_hash != plan.spec_hash:
         changes = diff_specs(existing.spec, plan.spec_dict)
@@ -162,16 +190,16 @@ def _emit(df: Any, fmt: str, output: str | None) -> None:
     if fmt == "parquet":
         if not output:
             raise CliError("--format parquet needs --output FILE")
-        df.to_parquet(output, index=False)
+        _write_parquet(df, output)
         print(f"wrote {len(df)} rows to {output}", file=sys.stderr)
         return
     if fmt == "csv":
-        text = df.to_csv(index=False)
+        text = _json_cells(df).to_csv(index=False)
     elif fmt == "json":
         text = df.to_json(orient="records", date_format="iso", indent=None, lines=False)
         text = json.dumps(json.loads(text), indent=1) + "\n"
     else:
-        text = (df.to_string(index=False) if len(df) else "(no rows)") + "\n"
+        text = (_json_cells(df).to_string(index=False) if len(df) else "(no rows)") + "\n"
     if output:
         with open(output, "w", encoding="utf-8") as fh:
             fh.write(text)
@@ -180,30 +208,81 @@ def _emit(df: Any, fmt: str, output: str | None) -> None:
         sys.stdout.write(text)
 
 
+def _json_cells(df: Any) -> Any:
+    """``df`` with its dict/list cells (``params``, ``final``, ``best`` ...) as JSON text, so a
+    CSV or table holds ``{"lr": 0.1}`` that any JSON reader parses, not a Python repr."""
+    nested = [c for c in df.columns
+              if df[c].map(lambda v: isinstance(v, (dict, list, tuple))).any()]
+    if not nested:
+        return df
+    out = df.copy()
+    for c in nested:
+        out[c] = df[c].map(
+            lambda v: json.dumps(v, sort_keys=True) if isinstance(v, (dict, list, tuple)) else v)
+    return out
+
+
+def _write_parquet(df: Any, output: str) -> None:
+    """Parquet keeps nested columns native (structs) when pyarrow can type them; a column it
+    cannot (keys whose values change type between rows) is written as JSON text."""
+    try:
+        df.to_parquet(output, index=False)
+    except Exception:  # pyarrow's errors for untypable nested values vary by version
+        _json_cells(df).to_parquet(output, index=False)
+
+
 def cmd_sweeps(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from bench_service.store import Store
 
-    store = Store(args.db)
+    with Store.open_existing(args.db) as store:
+        every = store.list_sweeps()
+    sweeps = every if args.name is None else [s for s in every if s.name == args.name]
+    if args.name is not None and not sweeps:
+        raise CliError(f"unknown sweep {args.name[:200]!r} in {_where(args.db)}"
+                       f"{_known(args.name, [s.name for s in every])}")
     rows = []
-    for s in store.list_sweeps():
+    for s in sweeps:
         c = s.counts
-        done = sum(c.get(k, 0) for k in ("completed", "diverged", "failed", "pruned"))
+        done = sum(c.get(k, 0) for k in TRIAL_FINISHED)
+        description = s.description or ""
+        if args.format == "table" and args.name is None and len(description) > _DESCRIPTION_WIDTH:
+            description = description[: _DESCRIPTION_WIDTH - 3] + "..."
         rows.append({
             "name": s.name, "status": s.status, "trials": s.n_trials,
-            "progress": f"{done}/{s.n_trials}", "completed": c.get("completed", 0),
-            "running": c.get("running", 0), "diverged": c.get("diverged", 0),
-            "failed": c.get("failed", 0), "pruned": c.get("pruned", 0),
-            "cancelled": c.get("cancelled", 0),
-            "created": s.created_at.strftime("%Y-%m-%d %H:%M") if s.created_at else "",
+            "progress": f"{done}/{s.n_trials}",
+            **{status: c.get(status, 0) for status in _SWEEP_COUNT_COLUMNS},
+            "created": _minute(s.created_at),
+            **({"started": _minute(s.started_at), "finished": _minute(s.finished_at),
+                "spec_hash": s.spec_hash} if args.name is not None else {}),
+            "description": description,
         })
     if not rows and args.format == "table":
         print("no sweeps yet: run `bench run examples/quickstart.yaml`")
         return EXIT_OK
+    if args.name is not None and args.format == "table":
+        width = max(len(k) for k in rows[0])
+        sys.stdout.write("".join(f"{k + ':':<{width + 2}}{v}\n" for k, v in rows[0].items()))
+        return EXIT_OK
     _emit(pd.DataFrame(rows), args.format, None)
     return EXIT_OK
 
+
+def _minute(at: Any) -> str:
+    return at.strftime("%Y-%m-%d %H:%M") if at else ""
+
+
+def _where(db: str | None) -> str:
+    from bench_service.store import mask_url, resolve_url
+
+    return mask_url(resolve_url(db))
+
+
+#: ``bench sweeps`` count columns: every trial status but ``pending`` (progress covers it).
+_SWEEP_COUNT_COLUMNS = tuple(s for s in TRIAL_STATUSES if s != "pending")
+#: Characters of a description shown in ``bench sweeps``' table (csv/json: all of it).
+_DESCRIPTION_WIDTH = 40
 
 TABLE_COLUMNS = ["trial_id", "workload", "optimizer", "scheduler", "regularizer", "seed",
                  "status", "final_val_loss", "best_val_loss", "final_val_accuracy",
@@ -213,10 +292,9 @@ TABLE_COLUMNS = ["trial_id", "workload", "optimizer", "scheduler", "regularizer"
 def cmd_results(args: argparse.Namespace) -> int:
     from bench_service.store import Store
 
-    store = Store(args.db)
-    filters = {k: getattr(args, k) for k in
-               ("workload", "optimizer", "scheduler", "regularizer", "status", "role")
-               if getattr(args, k)}
+    store = Store.open_existing(args.db)
+    filters = {k: getattr(args, k) for k in _FILTERS if getattr(args, k)}
+    _check_filters(store, args.sweep, filters)
     if args.best:
         from bench_service.sweep.best import best_table
 
@@ -229,34 +307,73 @@ def cmd_results(args: argparse.Namespace) -> int:
         df = store.trials_frame(args.sweep, **filters)
         if args.format == "table":
             df = df[[c for c in TABLE_COLUMNS if c in df.columns]]
+    store.close()
     _emit(df, args.format, args.output)
     return EXIT_OK
 
 
+def _check_filters(store: Any, sweep: str, filters: dict[str, list[str]]) -> None:
+    """An axis filter value that no trial of the sweep has is a typo until shown otherwise:
+    say which values the sweep has (closest first) instead of printing "(no rows)".
+
+    Status and role are closed vocabularies the store checks itself; a valid status that no
+    trial has (``--status failed``) is a real, empty answer.
+    """
+    for axis in AXES:
+        wanted = filters.get(axis)
+        if not wanted:
+            continue
+        present = store.values_of(sweep, axis)
+        missing = [v for v in wanted if v not in present]
+        if missing:
+            raise CliError(f"no trial of sweep {sweep!r} has {axis} {missing[0][:80]!r}"
+                           f"{_known(missing[0], present, f'its {axis}s')}")
+
+
+def _known(value: str, present: list[str], what: str = "known", limit: int = 30) -> str:
+    """`` (did you mean 'adam'?); its optimizers: adam, sgd``: the closest matches first."""
+    import difflib
+
+    close = difflib.get_close_matches(value[:80], present, n=3, cutoff=0.5)
+    hint = f" (did you mean {', '.join(repr(c) for c in close)}?)" if close else ""
+    shown = ", ".join(present[:limit]) + (
+        f", ... ({len(present)} in all)" if len(present) > limit else "")
+    return f"{hint}; {what}: {shown or '(none)'}"
+
+
 # --- db / list / dashboard -------------------------------------------------------------------
 def cmd_db(args: argparse.Namespace) -> int:
-    from bench_service.store import current_revision, resolve_url, upgrade
+    from bench_service.store import current_revision, mask_url, resolve_url, upgrade
+    from bench_service.store.db import sqlite_file
+    from bench_service.store.migrate import head_revision, known_revisions
 
     url = resolve_url(args.db)
     if args.db_command == "upgrade":
         upgrade(url)
-    print(f"{current_revision(url)}  ({_mask(url)})")
+    else:
+        path = sqlite_file(url)
+        if path is not None and not path.is_file():
+            raise CliError(f"database file {str(path)[:300]} does not exist")
+    revision = current_revision(url)
+    note = ""
+    if revision is None:
+        note = "  (no bench schema: `bench db upgrade` creates it)"
+    elif revision not in known_revisions():
+        note = f"  (newer than this bench, which knows up to {head_revision()}: upgrade bench)"
+    elif revision != head_revision():
+        note = f"  (this bench needs {head_revision()}: run `bench db upgrade`)"
+    print(f"{revision}  ({mask_url(url)}){note}")
     return EXIT_OK
-
-
-def _mask(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
     from bench_service.engine import OPTIMIZERS, REGULARIZERS, SCHEDULERS, WORKLOADS
 
     out = io.StringIO()
-    axes: dict[str, Any] = {"optimizers": OPTIMIZERS, "schedulers": SCHEDULERS,
-                            "regularizers": REGULARIZERS, "workloads": WORKLOADS}
-    for axis, reg in axes.items():
+    registries: dict[str, Any] = {"optimizers": OPTIMIZERS, "schedulers": SCHEDULERS,
+                                  "regularizers": REGULARIZERS, "workloads": WORKLOADS}
+    for axis in _LIST_AXES:
+        reg = registries[axis]
         if args.axis not in ("all", axis):
             continue
         out.write(f"{axis}:\n")
@@ -272,6 +389,13 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
+    from bench_service.store import Store
+
+    if not 0 < args.port < 65536:  # the cheapest check first
+        raise CliError(f"--port must be 1-65535, got {args.port}")
+    # Before launching: a database that does not exist (or has no bench schema) is one line
+    # here, not an empty database created by the app.
+    Store.open_existing(args.db).close()
     from bench_service.dashboard_launcher import launch
 
     return launch(args.db, host=args.host, port=args.port)
@@ -281,6 +405,7 @@ _HANDLERS = {
     "run": cmd_run, "sweeps": cmd_sweeps, "results": cmd_results, "db": cmd_db,
     "list": cmd_list, "dashboard": cmd_dashboard,
 }
+
 
 def run() -> None:
     """The ``bench`` console script: ``main`` (embedded Ray started early), then exit.

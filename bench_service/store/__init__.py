@@ -5,7 +5,8 @@ torch), so the CLI, the API and the dashboard can read results without the train
 
 Typical use::
 
-    store = Store("results.db")            # or a URL, or $BENCH_DB_URL
+    store = Store("results.db")            # or a URL, or $BENCH_DB_URL (creates/migrates)
+    reader = Store.open_existing("results.db")  # read paths: never creates, never migrates
     sweep = store.create_sweep("adam-vs-sgd", spec, spec_hash, new_trials)
     attempt = store.start_trial(trial_id, host="node1", device="cuda:0", versions={...})
     store.append_metrics(trial_id, points)
@@ -26,8 +27,16 @@ from bench_service.store.entities import (
     SweepInfo,
     TrialInfo,
 )
-from bench_service.store.errors import StoreError, SweepExistsError
+from bench_service.store.errors import (
+    DatabaseLockedError,
+    NoDatabaseError,
+    ReadOnlyDatabaseError,
+    SchemaVersionError,
+    StoreError,
+    SweepExistsError,
+)
 from bench_service.store.migrate import current_revision, upgrade
+from bench_service.store.optuna_tables import check_optuna_schema
 from bench_service.store.store import Store
 
 __all__ = [
@@ -37,12 +46,17 @@ __all__ = [
     "SWEEP_STATUSES",
     "TRIALS_FRAME_COLUMNS",
     "TRIAL_STATUSES",
+    "DatabaseLockedError",
     "NewTrial",
+    "NoDatabaseError",
+    "ReadOnlyDatabaseError",
+    "SchemaVersionError",
     "Store",
     "StoreError",
     "SweepExistsError",
     "SweepInfo",
     "TrialInfo",
+    "check_optuna_schema",
     "current_revision",
     "make_engine",
     "mask_url",

@@ -15,6 +15,7 @@ from sqlalchemy.engine import Connection
 
 from bench_service.store._types import SPECIAL_VALUES
 from bench_service.store.models import Metric, Sweep, Trial
+from bench_service.vocab import AXES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -99,17 +100,14 @@ _TRIAL_TEXT = (
     "sweep",
     "trial_hash",
     "cell_key",
-    "workload",
-    "optimizer",
-    "scheduler",
-    "regularizer",
+    *AXES,
     "role",
     "status",
     "host",
     "device",
     "error",
 )
-_CURVE_TEXT = ("workload", "optimizer", "scheduler", "regularizer", "status", "name", "scope")
+_CURVE_TEXT = (*AXES, "status", "name", "scope")
 
 
 @dataclass(frozen=True)
@@ -127,15 +125,7 @@ class AxisFilters:
     def where(self) -> list[ColumnElement[bool]]:
         """SQL conditions on ``bench_trials`` for every filter that is set."""
         conditions = []
-        for name in (
-            "workload",
-            "optimizer",
-            "scheduler",
-            "regularizer",
-            "status",
-            "role",
-            "seed",
-        ):
+        for name in (*AXES, "status", "role", "seed"):
             condition = match(TRIALS.c[name], getattr(self, name))
             if condition is not None:
                 conditions.append(condition)

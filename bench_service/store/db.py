@@ -2,10 +2,15 @@
 
 Concurrency lives here because it is a property of the connection, not of any one query: a
 store is written from many processes at once (Ray workers, several sweeps). On SQLite that
-needs WAL (readers never block the writer), a 30 s busy timeout (writers queue instead of
-failing) and ``BEGIN IMMEDIATE`` for write transactions (a writer takes the lock up front, so
-it never has to upgrade a read snapshot, which SQLite refuses with "database is locked"
-without waiting). PostgreSQL needs only ``pool_pre_ping`` for long-lived workers.
+needs WAL (readers never block the writer), a bounded busy timeout (writers queue instead of
+failing, but not forever: after ``$BENCH_DB_BUSY_TIMEOUT`` seconds, 30 by default, a write
+gives up with one line saying the database is locked by another process) and ``BEGIN
+IMMEDIATE`` for write transactions (a writer takes the lock up front, so it never has to
+upgrade a read snapshot, which SQLite refuses with "database is locked" without waiting).
+PostgreSQL needs only ``pool_pre_ping`` for long-lived workers.
+
+Driver errors that are about the database rather than a query (locked, read-only, full) are
+turned into one-line ``StoreError`` subclasses by ``database_error``.
 """
 
 from __future__ import annotations
@@ -19,16 +24,19 @@ from typing import Any
 
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError
+from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
-from bench_service.store.errors import StoreError
+from bench_service.store.errors import DatabaseLockedError, ReadOnlyDatabaseError, StoreError
 
 #: Environment variable naming the database when no URL is given.
 ENV_VAR = "BENCH_DB_URL"
 #: SQLite file used (in the current directory) when neither a URL nor the variable is set.
 DEFAULT_FILE = "bench.db"
-#: Seconds a SQLite writer waits for the lock before giving up.
+#: Seconds a SQLite writer waits for the lock before giving up (the default of
+#: ``$BENCH_DB_BUSY_TIMEOUT``).
 SQLITE_BUSY_TIMEOUT_S = 30.0
+#: Environment variable overriding ``SQLITE_BUSY_TIMEOUT_S`` (seconds, > 0).
+BUSY_TIMEOUT_ENV_VAR = "BENCH_DB_BUSY_TIMEOUT"
 #: Execution option marking a connection whose transactions write (``BEGIN IMMEDIATE``).
 WRITE_OPTION = "bench_write"
 
@@ -72,10 +80,50 @@ def mask_url(url: str | URL) -> str:
         return re.sub(r"(://[^:/@]*):[^@/]*@", r"\1:***@", url)
 
 
-def make_engine(url: str) -> Engine:
+def busy_timeout_s() -> float:
+    """How long a SQLite writer waits for another process's lock: ``$BENCH_DB_BUSY_TIMEOUT``
+    seconds, else ``SQLITE_BUSY_TIMEOUT_S``.
+
+    Raises:
+        StoreError: The variable is set but not a positive number.
+    """
+    raw = os.environ.get(BUSY_TIMEOUT_ENV_VAR, "").strip()
+    if not raw:
+        return SQLITE_BUSY_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1e6:
+        raise StoreError(
+            f"${BUSY_TIMEOUT_ENV_VAR} must be a number of seconds > 0, got {raw[:40]!r}"
+        )
+    return value
+
+
+def sqlite_file(url: str | URL) -> Path | None:
+    """The file behind a SQLite URL (``None``: not SQLite, or an in-memory database).
+
+    Understands plain paths and SQLite URI filenames (``sqlite:///file:x.db?mode=ro&uri=true``).
+    """
+    parsed = url if isinstance(url, URL) else _parse(url)
+    if parsed.get_backend_name() != "sqlite":
+        return None
+    database = parsed.database or ""
+    if database.startswith("file:"):
+        database = database[len("file:"):].split("?", 1)[0]
+        if database.startswith("//"):  # file://host/path or file:///path
+            database = "/" + database[2:].split("/", 1)[-1]
+    if not database or database == ":memory:" or parsed.query.get("mode") == "memory":
+        return None
+    return Path(database).expanduser()
+
+
+def make_engine(url: str, *, busy_timeout: float | None = None) -> Engine:
     """An engine for ``url`` with the concurrency settings of its backend (module docstring).
 
     Creating the engine does not connect; use ``check_connection`` for a clear early error.
+    ``busy_timeout`` (seconds) overrides ``busy_timeout_s()`` for SQLite.
 
     Raises:
         StoreError: Malformed URL, unknown dialect or a driver that is not installed.
@@ -98,7 +146,7 @@ def make_engine(url: str) -> Engine:
             "install psycopg (pip install 'bench-service[postgres]') and use postgresql+psycopg://"
         ) from exc
     if backend == "sqlite":
-        _configure_sqlite(engine)
+        _configure_sqlite(engine, busy_timeout_s() if busy_timeout is None else busy_timeout)
     return engine
 
 
@@ -113,14 +161,59 @@ def check_connection(engine: Engine) -> None:
         with engine.connect():
             pass
     except DBAPIError as exc:
-        detail = str(exc.orig).strip().splitlines()[0] if exc.orig else str(exc)
-        raise StoreError(f"cannot open database {mask_url(engine.url)}: {detail}") from exc
+        if is_locked_error(exc):
+            raise database_error(exc, engine.url) from exc
+        where = mask_url(engine.url)
+        raise StoreError(f"cannot open database {where}: {first_line(exc)}") from exc
 
 
 def is_locked_error(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite's transient "database is locked/busy" (worth a retry)."""
     text = str(getattr(exc, "orig", exc)).lower()
     return "database is locked" in text or "database is busy" in text
+
+
+def is_readonly_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be written (a read-only file, directory,
+    connection or PostgreSQL transaction)."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "readonly database" in text or "read-only" in text or "read only" in text
+
+
+def is_database_error(exc: BaseException) -> bool:
+    """Whether a driver error is about the database (locked, read-only, unavailable, full)
+    rather than about one statement (a constraint, a bad query): ``database_error`` material."""
+    return isinstance(exc, OperationalError) or is_locked_error(exc) or is_readonly_error(exc)
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of a (driver) error, without SQLAlchemy's SQL and background link."""
+    text = str(getattr(exc, "orig", None) or exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def database_error(
+    exc: BaseException, url: str | URL, waited_s: float | None = None
+) -> StoreError:
+    """A one-line ``StoreError`` for a driver error about the database itself.
+
+    Locked (another process holds SQLite's write lock past the busy timeout) becomes
+    ``DatabaseLockedError``; read-only becomes ``ReadOnlyDatabaseError``; anything else a
+    plain ``StoreError`` with the driver's first line.
+    """
+    where = mask_url(url)
+    if is_locked_error(exc):
+        waited = busy_timeout_s() if waited_s is None else waited_s
+        return DatabaseLockedError(
+            f"database {where} is locked by another process (gave up after {waited:.0f} s; "
+            f"${BUSY_TIMEOUT_ENV_VAR} sets the wait): try again when it is done"
+        )
+    if is_readonly_error(exc):
+        return ReadOnlyDatabaseError(
+            f"database {where} is read-only ({first_line(exc)}): this command needs to write "
+            "to it; use a writable file (or --db another database)"
+        )
+    return StoreError(f"database error in {where}: {first_line(exc)}")
 
 
 def _parse(url: str) -> URL:
@@ -137,11 +230,12 @@ def _sqlite_url(path: Path, base: URL | None = None) -> str:
     return base.set(database=absolute).render_as_string(hide_password=False)
 
 
-def _enable_wal(cursor: Any) -> None:
+def _enable_wal(cursor: Any, timeout_s: float) -> None:
     """Switch the file to WAL once. The switch needs an exclusive lock, and SQLite may refuse
     it at once with "database is locked" (no busy wait) while other processes open the same
-    new file, so it is retried for up to the busy timeout."""
-    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_S
+    new file, so it is retried for up to the busy timeout. A read-only database keeps its
+    journal mode (readers need no WAL; its writes fail later with a clear message)."""
+    deadline = time.monotonic() + timeout_s
     delay = 0.01
     while True:
         try:
@@ -149,15 +243,17 @@ def _enable_wal(cursor: Any) -> None:
                 cursor.execute("PRAGMA journal_mode = WAL")
             return
         except sqlite3.OperationalError as exc:
+            if is_readonly_error(exc):
+                return
             if not is_locked_error(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(delay)
             delay = min(delay * 2, 0.5)
 
 
-def _configure_sqlite(engine: Engine) -> None:
+def _configure_sqlite(engine: Engine, timeout_s: float) -> None:
     """Install the SQLite pragmas and our own ``BEGIN`` (see the module docstring)."""
-    timeout_ms = int(SQLITE_BUSY_TIMEOUT_S * 1000)
+    timeout_ms = int(timeout_s * 1000)
 
     @event.listens_for(engine, "connect")
     def _on_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -166,7 +262,7 @@ def _configure_sqlite(engine: Engine) -> None:
         cursor = dbapi_connection.cursor()
         try:
             cursor.execute(f"PRAGMA busy_timeout = {timeout_ms}")
-            _enable_wal(cursor)
+            _enable_wal(cursor, timeout_s)
             cursor.execute("PRAGMA synchronous = NORMAL")
             cursor.execute("PRAGMA foreign_keys = ON")
         finally:

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from bench_service.vocab import (  # noqa: F401  (re-exported: the store's vocabulary)
+    AXES,
     ROLES,
     RUNNABLE_STATUSES,
     SCOPES,

@@ -18,3 +18,23 @@ class SweepExistsError(StoreError):
     A subclass so that a driver racing another one to create the same sweep can catch exactly
     this case and fall back to ``get_sweep``.
     """
+
+
+class NoDatabaseError(StoreError):
+    """A read-only command was pointed at a database that does not exist or has no bench
+    schema; nothing was created."""
+
+
+class SchemaVersionError(StoreError):
+    """The database's schema (ours or Optuna's) is at a revision this installation cannot use:
+    newer than this bench knows (upgrade bench), or older and a read path may not upgrade it."""
+
+
+class DatabaseLockedError(StoreError):
+    """Another process held SQLite's write lock for longer than the busy timeout; nothing was
+    written. Worth retrying later (a subclass so that writers with their own retry can)."""
+
+
+class ReadOnlyDatabaseError(StoreError):
+    """A write was refused because the database (file, directory or connection) is
+    read-only; nothing was written."""

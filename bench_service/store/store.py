@@ -10,27 +10,36 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import fields
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from sqlalchemy import Table, delete, func, insert, select, update
+from sqlalchemy import Table, delete, func, insert, select, text, update
+from sqlalchemy import column as sa_column
+from sqlalchemy import table as sa_table
 from sqlalchemy.engine import Connection, Engine, RowMapping
-from sqlalchemy.exc import IntegrityError, OperationalError
+from sqlalchemy.exc import DBAPIError, IntegrityError
 
 from bench_service.engine.records import MetricPoint, TrialResult
 from bench_service.store import _frames
 from bench_service.store._types import finite_or_none, special_of, utcnow
 from bench_service.store.db import (
+    SQLITE_BUSY_TIMEOUT_S,
+    busy_timeout_s,
     check_connection,
+    database_error,
+    is_database_error,
     is_locked_error,
     make_engine,
     mask_url,
     resolve_url,
+    sqlite_file,
     writer,
 )
 from bench_service.store.entities import (
+    AXES,
     ROLES,
     RUNNABLE_STATUSES,
     SCOPES,
@@ -42,9 +51,16 @@ from bench_service.store.entities import (
     SweepInfo,
     TrialInfo,
 )
-from bench_service.store.errors import StoreError, SweepExistsError
-from bench_service.store.migrate import upgrade_engine
-from bench_service.store.models import Cell, Metric, Sweep, Trial
+from bench_service.store.errors import (
+    NoDatabaseError,
+    ReadOnlyDatabaseError,
+    SchemaVersionError,
+    StoreError,
+    SweepExistsError,
+)
+from bench_service.store.migrate import check_revision, head_revision, revision_of, upgrade_engine
+from bench_service.store.models import VERSION_TABLE, Cell, Metric, Sweep, Trial
+from bench_service.store.optuna_tables import delete_studies
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +71,8 @@ SWEEPS = cast(Table, Sweep.__table__)
 TRIALS = cast(Table, Trial.__table__)
 METRICS = cast(Table, Metric.__table__)
 CELLS = cast(Table, Cell.__table__)
+#: Our Alembic version table (for ``check_writable``'s no-op write).
+VERSION = sa_table(VERSION_TABLE, sa_column("version_num"))
 #: Columns of ``cells_frame`` (one row per tuned cell).
 CELL_COLUMNS = tuple(c.name for c in Cell.__table__.columns if c.name not in ('id', 'sweep_id'))
 
@@ -101,9 +119,14 @@ _RESULT_COLUMNS = (
     *SCALAR_SUMMARY,
     "finished_at",
 )
+#: Trial statuses of an attempt that has not ended (``pending``, ``running``).
+_NOT_ENDED: tuple[str, ...] = tuple(s for s in TRIAL_STATUSES if s not in TRIAL_TERMINAL)
+#: Trial columns whose values ``values_of`` lists.
+_VALUE_COLUMNS: tuple[str, ...] = (*AXES, "status", "role")
 _TRIAL_FIELDS = tuple(f.name for f in fields(TrialInfo))
 _SWEEP_FIELDS = tuple(f.name for f in fields(SweepInfo) if f.name != "counts")
-#: Write transactions retried on SQLite's "database is locked" (after the 30 s busy wait).
+#: Attempts of a write transaction that SQLite refused as locked early (in the first half of
+#: the busy timeout; a write that waited longer is not retried: see ``Store._write``).
 _LOCK_RETRIES = 4
 #: Rows per ``IN (...)`` list, well under SQLite's and PostgreSQL's bound-parameter limits.
 _IN_CHUNK = 500
@@ -119,28 +142,111 @@ class Store:
         url: Database URL or SQLite file path (see ``resolve_url``); ``None`` uses
             ``$BENCH_DB_URL``, then ``./bench.db``.
         upgrade: Bring the schema to the newest revision on open.
+        create: Whether opening may create the database and our schema. ``False`` (read
+            paths: see ``open_existing``) requires an existing database holding the bench
+            schema and never creates a file or a table.
+        busy_timeout: Seconds a SQLite write waits for another process's lock (default
+            ``$BENCH_DB_BUSY_TIMEOUT`` or 30).
 
     Raises:
+        NoDatabaseError: ``create=False`` and the file does not exist or has no bench schema.
+        SchemaVersionError: The bench schema is newer than this package knows (or, with
+            ``create=False, upgrade=False``, older than it needs).
         StoreError: The URL is malformed or the database cannot be reached.
     """
 
-    def __init__(self, url: str | os.PathLike[str] | None = None, *, upgrade: bool = True) -> None:
+    def __init__(
+        self,
+        url: str | os.PathLike[str] | None = None,
+        *,
+        upgrade: bool = True,
+        create: bool = True,
+        busy_timeout: float | None = None,
+    ) -> None:
         self.url: str = resolve_url(url)
-        self.engine: Engine = make_engine(self.url)
+        if not create:
+            _require_file(self.url)
+        self.engine: Engine = make_engine(self.url, busy_timeout=busy_timeout)
+        self._busy_timeout = busy_timeout_s() if busy_timeout is None else busy_timeout
         self._writer = writer(self.engine)
         try:
             check_connection(self.engine)
-            if upgrade:
+            if not create:
+                self._require_schema(upgrade)
+            elif upgrade:
                 upgrade_engine(self.engine)
         except BaseException:
             self.engine.dispose()
             raise
 
+    @classmethod
+    def open_existing(
+        cls, url: str | os.PathLike[str] | None = None, *, busy_timeout: float | None = None
+    ) -> Store:
+        """Open a database for reading: it must exist and hold the bench schema at head.
+
+        What every read path (``bench sweeps``/``results``/``dashboard``, the API's reads)
+        uses: a mistyped path says the file does not exist instead of creating an empty
+        database, and nothing is created or migrated (an older schema says to run ``bench db
+        upgrade``; a newer one to upgrade bench). The store can still write.
+
+        Raises:
+            NoDatabaseError: The file does not exist, or the database has no bench schema.
+            SchemaVersionError: The schema is older or newer than this package's.
+            StoreError: The URL is malformed or the database cannot be reached.
+        """
+        return cls(url, upgrade=False, create=False, busy_timeout=busy_timeout)
+
+    def check_writable(self) -> None:
+        """Take and release the write lock once, so that a read-only or locked database
+        fails up front (one line) rather than halfway through a command.
+
+        Raises:
+            ReadOnlyDatabaseError: The database cannot be written.
+            DatabaseLockedError: Another process held the write lock past the busy timeout.
+        """
+
+        def probe(conn: Connection) -> None:
+            if conn.dialect.name == "postgresql":
+                read_only = conn.scalar(text("SHOW transaction_read_only"))
+                if str(read_only).lower() == "on":
+                    raise ReadOnlyDatabaseError(
+                        f"database {mask_url(self.url)} is read-only (transaction_read_only is "
+                        "on): this command needs to write to it"
+                    )
+            else:
+                # SQLite reports a read-only file only when something is written: touch our
+                # version row (a no-op write) inside the probe transaction.
+                conn.execute(update(VERSION).values(version_num=VERSION.c.version_num))
+
+        self._write(probe)
+
+    def _require_schema(self, upgrade: bool) -> None:
+        """``create=False``: our schema must be there, at a revision this package can use."""
+        with self._reading() as conn:
+            revision = revision_of(conn)
+        if revision is None:
+            raise NoDatabaseError(
+                f"database {mask_url(self.url)} has no bench schema (no sweeps were ever "
+                "stored there): check --db / $BENCH_DB_URL, or run `bench db upgrade` or "
+                "`bench run SPEC` first"
+            )
+        check_revision(revision, self.url)
+        if revision == head_revision():
+            return
+        if upgrade:
+            upgrade_engine(self.engine)
+            return
+        raise SchemaVersionError(
+            f"database {mask_url(self.url)} is at bench schema revision {revision!r}, older "
+            f"than this bench's {head_revision()!r}: run `bench db upgrade --db URL` first"
+        )
+
     def __repr__(self) -> str:
         return f"Store({mask_url(self.url)!r})"
 
-    def __reduce__(self) -> tuple[Callable[[str], Store], tuple[str]]:
-        return (_reopen, (self.url,))
+    def __reduce__(self) -> tuple[Callable[[str, float], Store], tuple[str, float]]:
+        return (_reopen, (self.url, self._busy_timeout))
 
     def __enter__(self) -> Store:
         return self
@@ -166,11 +272,15 @@ class Store:
         """Insert a sweep and all its trials (``pending``) in one transaction.
 
         If any row fails (a duplicate ``trial_hash``, a bad role) nothing is written.
+        ``description`` defaults to the spec's own ``description``.
 
         Raises:
             SweepExistsError: A sweep called ``name`` exists already.
             StoreError: A trial row was rejected.
         """
+
+        if description is None and spec.get("description") is not None:
+            description = str(spec["description"])
 
         def tx(conn: Connection) -> int:
             if conn.scalar(select(SWEEPS.c.id).where(SWEEPS.c.name == name)) is not None:
@@ -250,7 +360,7 @@ class Store:
             ) from exc
         hashes = [t.trial_hash for t in trials]
         by_hash: dict[str, TrialInfo] = {}
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             for chunk in _chunks(list(dict.fromkeys(hashes)), _IN_CHUNK):
                 result = conn.execute(
                     select(TRIALS).where(
@@ -267,7 +377,7 @@ class Store:
 
     def list_sweeps(self) -> list[SweepInfo]:
         """All sweeps, oldest first, each with its status counts (two queries in all)."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(select(SWEEPS).order_by(SWEEPS.c.id)).mappings().all()
             counts: dict[int, dict[str, int]] = {}
             grouped = conn.execute(
@@ -302,20 +412,46 @@ class Store:
         self._write(tx)
 
     def delete_sweep(self, name: str) -> bool:
-        """Delete a sweep with its trials and metrics; ``False`` if there was none."""
+        """Delete a sweep with everything it owns; ``False`` if there was none.
+
+        Its trials, metrics, tuned-cell rows and its Optuna studies (those named in its
+        ``bench_cells`` rows, and any named ``<sweep>/...``, the tuner's naming) go in the same
+        transaction, so a sweep re-created under the name starts from nothing, with its full
+        tuning budget, instead of loading the old studies.
+        """
 
         def tx(conn: Connection) -> bool:
             sweep_id = conn.scalar(select(SWEEPS.c.id).where(SWEEPS.c.name == name))
             if sweep_id is None:
                 return False
+            studies = list(conn.scalars(
+                select(CELLS.c.study_name).where(CELLS.c.sweep_id == sweep_id)))
+            delete_studies(conn, studies, prefix=f"{name}/")
             # Explicit child deletes: correct even on a connection without foreign keys.
             trial_ids = select(TRIALS.c.id).where(TRIALS.c.sweep_id == sweep_id)
             conn.execute(delete(METRICS).where(METRICS.c.trial_id.in_(trial_ids)))
             conn.execute(delete(TRIALS).where(TRIALS.c.sweep_id == sweep_id))
+            conn.execute(delete(CELLS).where(CELLS.c.sweep_id == sweep_id))
             conn.execute(delete(SWEEPS).where(SWEEPS.c.id == sweep_id))
             return True
 
         return self._write(tx)
+
+    def values_of(self, sweep: str, column: str) -> list[str]:
+        """The distinct values of a trial column in one sweep, sorted (what a filter on it
+        can match: ``column`` is an axis, ``status`` or ``role``).
+
+        Raises:
+            StoreError: ``sweep`` names no sweep, or ``column`` is not filterable.
+        """
+        if column not in _VALUE_COLUMNS:
+            raise StoreError(f"cannot list values of {column!r}; valid: "
+                             f"{', '.join(_VALUE_COLUMNS)}")
+        with self._reading() as conn:
+            sweep_id = self._sweep_id_or_error(conn, sweep)
+            col = TRIALS.c[column]
+            return sorted(str(v) for v in conn.scalars(
+                select(col).where(TRIALS.c.sweep_id == sweep_id).distinct()))
 
     # ------------------------------------------------------------------ trials
 
@@ -325,7 +461,7 @@ class Store:
         Raises:
             StoreError: No such trial.
         """
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(select(TRIALS).where(TRIALS.c.id == trial_id)).mappings().first()
         if row is None:
             raise StoreError(f"unknown trial id {trial_id}")
@@ -342,7 +478,7 @@ class Store:
         wanted = list(statuses)
         for status in wanted:
             _check_status(status, TRIAL_STATUSES, "trial")
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             rows = conn.execute(
                 select(TRIALS)
                 .where(TRIALS.c.sweep_id == sweep_id, TRIALS.c.status.in_(wanted))
@@ -496,7 +632,7 @@ class Store:
                 update(TRIALS)
                 .where(
                     TRIALS.c.sweep_id == sweep_id,
-                    TRIALS.c.status.in_(("pending", "running")),
+                    TRIALS.c.status.in_(_NOT_ENDED),
                 )
                 .values(values)
             )
@@ -506,7 +642,7 @@ class Store:
 
     def status_counts(self, sweep_id: int) -> dict[str, int]:
         """How many trials of the sweep are in each status (every status is a key)."""
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             return _status_counts(conn, sweep_id)
 
     # ------------------------------------------------------------------ tuning
@@ -542,7 +678,7 @@ class Store:
         """One row per tuned cell: study, best params and value, cost, importances."""
         import pandas as pd
 
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             sweep_id = self._sweep_id_or_error(conn, sweep)
             stmt = select(SWEEPS.c.name.label("sweep"), *(CELLS.c[c] for c in CELL_COLUMNS)) \
                 .join_from(CELLS, SWEEPS, CELLS.c.sweep_id == SWEEPS.c.id).order_by(CELLS.c.id)
@@ -574,7 +710,7 @@ class Store:
             StoreError: ``sweep`` names no sweep.
         """
         filters = _axis_filters(workload, optimizer, scheduler, regularizer, status, role, seed)
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             sweep_id = self._sweep_id_or_error(conn, sweep)
             return _frames.trials_frame(conn, sweep_id, filters)
 
@@ -602,7 +738,7 @@ class Store:
         """
         filters = _axis_filters(workload, optimizer, scheduler, regularizer, status, role, seed)
         _check_filter(scope, SCOPES, "scope")
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             sweep_id = self._sweep_id_or_error(conn, sweep)
             return _frames.curves_frame(
                 conn,
@@ -616,19 +752,43 @@ class Store:
     # ------------------------------------------------------------------ internals
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in one write transaction, retrying on SQLite's transient lock errors."""
+        """Run ``fn`` in one write transaction.
+
+        SQLite's "database is locked" that comes back early (it refuses some lock upgrades at
+        once) is retried while less than half the busy timeout has passed; otherwise another
+        process holds the lock, and it becomes ``DatabaseLockedError``: a write gives up
+        within 1.5 busy timeouts, never one timeout per retry. Errors
+        about the database itself (read-only, unavailable) become one-line ``StoreError``s;
+        the transaction is rolled back, so nothing of ``fn`` is written.
+        """
+        start = time.monotonic()
         for attempt in range(_LOCK_RETRIES):
             try:
                 with self._writer.begin() as conn:
                     return fn(conn)
-            except OperationalError as exc:
-                if attempt == _LOCK_RETRIES - 1 or not is_locked_error(exc):
+            except DBAPIError as exc:
+                if not is_database_error(exc):
                     raise
+                waited = time.monotonic() - start
+                if (attempt == _LOCK_RETRIES - 1 or not is_locked_error(exc)
+                        or waited >= self._busy_timeout / 2):
+                    raise database_error(exc, self.url, waited) from exc
                 time.sleep(0.1 * 2**attempt)
         raise AssertionError("unreachable")
 
+    @contextmanager
+    def _reading(self) -> Iterator[Connection]:
+        """A read connection whose database-level errors are one-line ``StoreError``s."""
+        try:
+            with self.engine.connect() as conn:
+                yield conn
+        except DBAPIError as exc:
+            if not is_database_error(exc):
+                raise
+            raise database_error(exc, self.url) from exc
+
     def _sweep_by(self, column: str, value: object) -> SweepInfo | None:
-        with self.engine.connect() as conn:
+        with self._reading() as conn:
             row = conn.execute(select(SWEEPS).where(SWEEPS.c[column] == value)).mappings().first()
             if row is None:
                 return None
@@ -673,9 +833,23 @@ def _check_filter(value: _frames.Filter, valid: Sequence[str], what: str) -> Non
         raise StoreError(f"invalid {what} {bad[0]!r} in filter; valid: {', '.join(valid)}")
 
 
-def _reopen(url: str) -> Store:
+def _reopen(url: str, busy_timeout: float = SQLITE_BUSY_TIMEOUT_S) -> Store:
     """Unpickle a ``Store``: the schema was upgraded by whoever pickled it."""
-    return Store(url, upgrade=False)
+    return Store(url, upgrade=False, busy_timeout=busy_timeout)
+
+
+def _require_file(url: str) -> None:
+    """A SQLite database that is not there is reported, never created (``create=False``)."""
+    path = sqlite_file(url)
+    if path is None:
+        if url.startswith("sqlite"):
+            raise NoDatabaseError("an in-memory SQLite database has no bench schema")
+        return
+    if not path.is_file():
+        raise NoDatabaseError(
+            f"database file {str(path)[:300]} does not exist (check --db / $BENCH_DB_URL; "
+            "`bench run SPEC` creates it)"
+        )
 
 
 def _trial_row(sweep_id: int, t: NewTrial, now: Any) -> dict[str, Any]:

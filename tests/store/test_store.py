@@ -483,3 +483,26 @@ def test_concurrent_writers_lose_nothing(store: Store) -> None:
         ).all()
     per_trial = {int(trial_id): int(n) for trial_id, n in rows}
     assert per_trial == dict.fromkeys(ids, batches * per_batch)
+
+
+def test_the_spec_description_is_stored_and_listed(store: Store) -> None:
+    spec = {"name": "d", "description": "Adam vs SGD on a noisy quadratic"}
+    created = store.create_sweep("d", spec, "d" * 64, [new_trial(0)])
+    assert created.description == spec["description"]
+    listed = {s.name: s for s in store.list_sweeps()}
+    assert listed["d"].description == spec["description"]
+    store.create_sweep("none", {"name": "none"}, "e" * 64, [new_trial(1)])
+    assert store.get_sweep("none").description is None  # type: ignore[union-attr]
+    with store.engine.connect() as conn:
+        stored = conn.scalar(select(Sweep.description).where(Sweep.name == "d"))
+    assert stored == spec["description"]
+
+
+def test_values_of_lists_what_a_filter_can_match(store: Store) -> None:
+    _grid(store)
+    assert store.values_of("grid", "optimizer") == ["adam", "sgd"]
+    assert store.values_of("grid", "status") == ["pending"]
+    with pytest.raises(StoreError, match="unknown sweep"):
+        store.values_of("nope", "optimizer")
+    with pytest.raises(StoreError, match="cannot list values of 'config'"):
+        store.values_of("grid", "config")
