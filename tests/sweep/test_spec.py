@@ -157,7 +157,7 @@ def test_unknown_optimizer_suggests_the_closest() -> None:
         (spec(batch_size=2.5), "batch_size", "integer"),
         (spec(device="gpu"), "device", "'cuda:N'"),
         (spec(device="cuda"), "resources.gpus_per_trial", "GPU share"),
-        (spec(resources={"cpus_per_trial": 0}), "resources.cpus_per_trial", "> 0"),
+        (spec(resources={"cpus_per_trial": 0}), "resources.cpus_per_trial", ">= 0.01"),
         (spec(resources={"gpus_per_trial": 1.5}), "resources.gpus_per_trial", "whole number"),
         (spec(resources={"max_retries": -1}), "resources.max_retries", ">= 0"),
         (spec(skip_incompatible="yes"), "skip_incompatible", "true or false"),
