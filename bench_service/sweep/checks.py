@@ -17,6 +17,7 @@ canonical and ``tuning.final_seeds`` filled in, so that equal experiments hash e
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -36,9 +37,11 @@ from bench_service.vocab import AXIS_OF_SPEC, SPEC_AXES, TUNED_SPEC_AXES
 
 Problems = list[tuple[str, str]]
 
-#: Largest integer a hyperparameter may be written as (a 64-bit integer; float parameters
-#: are bounded further by the registries).
+#: Largest integer a hyperparameter may be written as (a 64-bit integer).
 MAX_PARAM_INT = 2**63 - 1
+#: Largest magnitude of a real-valued hyperparameter: training runs in float32, where a
+#: larger value is inf (the registries may bound a parameter further).
+MAX_PARAM_FLOAT = 3.4028234663852886e38
 #: Most items of a list-valued hyperparameter.
 MAX_LIST_ITEMS = 100
 #: Objectives every trial records whatever its workload (the runner's own).
@@ -72,8 +75,12 @@ def _value_problem(value: Any, path: str) -> tuple[str, str] | None:
             if problem is not None:
                 return problem
         return None
-    if isinstance(value, bool) or value is None or isinstance(value, float):
+    if isinstance(value, bool) or value is None:
         return None
+    if isinstance(value, float):
+        if math.isfinite(value) and abs(value) > MAX_PARAM_FLOAT:
+            return path, f"is too large for float32 (at most 3.4e38 in magnitude), got {value!r}"
+        return None  # non-finite: the registry says "must be finite"
     if isinstance(value, int):
         if abs(value) > MAX_PARAM_INT:
             return path, f"is too large (at most 2^63 - 1 in magnitude), got {shown(value)}"

@@ -26,17 +26,16 @@ short enough for the columns and Optuna study names they end up in (a hash suffi
 
 from __future__ import annotations
 
-import copy
+import contextlib
+import gc
 import hashlib
 import itertools
 import json
 import math
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
-
-import torch
 
 from bench_service.engine.config import Budget, Component, TrialConfig
 from bench_service.engine.errors import ConfigError, IncompatibleError
@@ -323,10 +322,13 @@ def _describe_incompatible(
 
 
 def _with_seed(config: TrialConfig, seed: int) -> TrialConfig:
-    """``replace(config, seed=seed)`` without re-running ``__init__`` (a trial per seed of a
-    cell shares everything else; planning 10^5 trials spends its time here)."""
-    out = copy.copy(config)
-    object.__setattr__(out, "seed", seed)
+    """``replace(config, seed=seed)`` without re-running ``__init__``: the trials of a cell
+    share everything but the seed, and planning 10^5 trials would spend its time there."""
+    state = getattr(config, "__dict__", None)
+    if state is None:
+        return replace(config, seed=seed)
+    out = object.__new__(TrialConfig)
+    out.__dict__.update(state, seed=seed)
     return out
 
 
@@ -365,16 +367,18 @@ def _budget_problem(spec: SweepSpec, prepared: PreparedTrial) -> tuple[str, str]
     )
 
 
-def _build_schedule(name: str, hp: Mapping[str, Any], plan: SchedulePlan) -> None:
-    """Build the schedule as the runner will (on a one-parameter optimizer) and evaluate it
-    at the first and last step of the budget; raises what building it would raise."""
+def _evaluate_schedule(name: str, hp: Mapping[str, Any], plan: SchedulePlan) -> None:
+    """Evaluate the schedule's closed form (the very function its factory runs) at the first
+    and last step of the budget; raises what starting a trial would raise.
+
+    The closed form, not the factory: building a torch optimizer to drive the factory
+    imports ``torch._dynamo`` (seconds) and planning must stay fast.
+    """
     entry = SCHEDULERS.get(name)
-    optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1.0)
-    schedule = entry.factory(optimizer, hp, plan, hp["interval"])
-    schedule.last_lr()
-    if entry.formula is not None:
-        for t in (0, max(0, plan.span(hp["interval"]) - 1)):
-            entry.formula(t, 1.0, hp, plan, hp["interval"])
+    if entry.formula is None:
+        return
+    for t in (0, max(0, plan.span(hp["interval"]) - 1)):
+        entry.formula(t, 1.0, hp, plan, hp["interval"])
 
 
 def _schedule_problem(
@@ -382,7 +386,8 @@ def _schedule_problem(
 ) -> tuple[str, str] | None:
     """Why the cell's schedule cannot run over its budget, as ``(engine field, message)``.
 
-    Checks the schedule as configured and, for a tuned sweep, at both ends of every searched
+    Checks the schedule as configured (its warm-up, if it has one, shorter than the budget)
+    and, for a tuned sweep, at both ends of every searched
     scheduler parameter (and each of its choices): a warm-up searched up to the whole budget
     fails trials just as a fixed one does.
     """
@@ -399,11 +404,12 @@ def _schedule_problem(
                       "tuning's search range)") for v in values if v is not None]
     for hp, why in variants:
         try:
-            _build_schedule(cfg.scheduler.name, hp, plan)
+            _evaluate_schedule(cfg.scheduler.name, hp, plan)
         except ConfigError as exc:
             return exc.field or "scheduler.params", exc.message + why
-        except Exception as exc:  # a plug-in schedule that cannot be built over this budget
-            return "scheduler.params", f"cannot build the schedule: {clip(str(exc), 120)}{why}"
+        except Exception as exc:  # a plug-in's closed form that fails over this budget
+            problem = f"{type(exc).__name__}: {clip(str(exc), 120)}"
+            return "scheduler.params", f"the schedule cannot run: {problem}{why}"
         if hp.get("warmup") is not None:
             interval = hp["interval"]
             warmup, span = plan.duration(float(hp["warmup"]), interval), plan.span(interval)
@@ -416,6 +422,23 @@ def _schedule_problem(
     return None
 
 
+@contextlib.contextmanager
+def _no_gc_pauses() -> Iterator[None]:
+    """Pause the cyclic garbage collector while a plan is built.
+
+    Building 10^5 trials allocates millions of objects that all stay alive; each collection
+    would walk every one of them again, making planning quadratic in the number of trials.
+    Nothing built here forms reference cycles, so nothing is left for the collector to do.
+    """
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
+
+
 def plan_sweep(spec: SweepSpec) -> SweepPlan:
     """Expand ``spec`` into its trials, checking every cell with ``prepare_trial``.
 
@@ -426,6 +449,11 @@ def plan_sweep(spec: SweepSpec) -> SweepPlan:
             the spec path of the entry at fault.
     """
     check_size(spec)
+    with _no_gc_pauses():
+        return _plan(spec)
+
+
+def _plan(spec: SweepSpec) -> SweepPlan:
     axes = {axis: spec.axis(axis) for axis in SPEC_AXES}
     labels = {axis: _labels(entries) for axis, entries in axes.items()}
     workloads = [workload_label(e) for e in axes["workloads"]]
