@@ -44,8 +44,9 @@ MAX_PARAM_INT = 2**63 - 1
 MAX_PARAM_FLOAT = 3.4028234663852886e38
 #: Most items of a list-valued hyperparameter.
 MAX_LIST_ITEMS = 100
-#: Objectives every trial records whatever its workload (the runner's own).
-RUNNER_METRICS = ("train_loss", "time_to_target")
+#: Objectives every trial records whatever its workload: the runner's own, and ``val_loss``,
+#: which the runner requires of every workload's ``evaluate`` (it is how divergence shows).
+RUNNER_METRICS = ("train_loss", "time_to_target", "val_loss")
 
 
 def param_space(axis: str, name: str) -> ParamSpace:
@@ -192,6 +193,10 @@ def _range_problems(hp: HyperParam, rng: ParamRange, where: str) -> Problems:
     out: Problems = []
 
     def valid(value: Any, path: str) -> None:
+        problem = _value_problem(value, path)
+        if problem is not None:
+            out.append(problem)
+            return
         try:
             hp.validate(value, "")
         except ConfigError as exc:
@@ -216,11 +221,13 @@ def _range_problems(hp: HyperParam, rng: ParamRange, where: str) -> Problems:
             out.append((f"{where}.{end}", "is required (or give choices: [...])"))
     if out:
         return out
+    valid(rng.low, f"{where}.low")
+    valid(rng.high, f"{where}.high")
+    if out:
+        return out
     low, high = float(rng.low or 0.0), float(rng.high or 0.0)
     if low >= high:
         return [(f"{where}.low", f"must be < high ({high:g}), got {low:g}")]
-    valid(rng.low, f"{where}.low")
-    valid(rng.high, f"{where}.high")
     if rng.log and low <= 0:
         out.append((f"{where}.low", f"must be > 0 with log: true, got {low:g}"))
     return out

@@ -80,6 +80,9 @@ HOSTILE = {
     "lr 1e308 (over float32)": (
         _with(optimizers="[{name: sgd, params: {lr: 1e308}}]"),
         "optimizers[0].params.lr", "float32"),
+    "search range over float32": (
+        _with(tuning=TUNED % "search_space: {sgd: {lr: {low: 0.001, high: 1e308}}}"),
+        "tuning.search_space.sgd.lr.high", "float32"),
     "seed 2^63": (_with(seeds=f"[{2**63}]"), "seeds[0]", "<= 2147483647"),
     "seed 2^31": (_with(seeds=f"[0, {2**31}]"), "seeds[1]", "<= 2147483647"),
     "final seed 2^63": (
