@@ -64,7 +64,6 @@ _DEVICE = re.compile(r"cpu|cuda|cuda:\d{1,4}")
 _METRIC = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 
 Seed = Annotated[int, Field(ge=0, le=INT32_MAX)]
-Count = Annotated[int, Field(ge=1, le=INT32_MAX)]
 
 
 def _one_of(value: str, valid: tuple[str, ...]) -> str:
