@@ -207,8 +207,11 @@ def looks_like_path(value: str | Path) -> bool:
         return True
     if "\n" in value or not value.strip():
         return False
-    if Path(value).is_file():
-        return True
+    try:
+        if Path(value).is_file():
+            return True
+    except (OSError, ValueError):  # a name too long for the file system, a NUL byte
+        pass
     stripped = value.strip()
     return not (stripped.startswith("{") or ": " in stripped or stripped.endswith(":"))
 
@@ -224,8 +227,9 @@ def read_spec_file(path: Path) -> str:
         raise SpecError("spec", f"no such file: {name}") from None
     except IsADirectoryError:
         raise SpecError("spec", f"{name} is a directory, not a spec file") from None
-    except OSError as exc:
-        raise SpecError("spec", f"cannot read {name}: {clip(str(exc), 200)}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL byte in the name
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise SpecError("spec", f"cannot read {name}: {clip(reason, 120)}") from None
     if len(data) > MAX_DOCUMENT_BYTES:
         raise SpecError(
             "spec", f"{name} is larger than {MAX_DOCUMENT_BYTES} bytes, the most a spec may be"

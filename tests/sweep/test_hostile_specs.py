@@ -69,6 +69,8 @@ HOSTILE = {
         "spec", "deeply"),
     "document over 1 MiB": (
         BASE + "description: '" + "x" * (1 << 20) + "'\n", "spec", "bytes"),
+    "a file name too long": ("x" * 5000, "spec", "cannot read"),
+    "a NUL byte in a file name": ("spec\x00.yaml", "spec", "cannot read"),
     "duplicate key": (BASE + "optimizers: [adam]\n", "spec", "duplicate key 'optimizers'"),
     # --- numbers the storage or float32 cannot hold -----------------------------------------
     "lr 1e400 (inf)": (
