@@ -39,9 +39,9 @@ Problems = list[tuple[str, str]]
 
 #: Largest integer a hyperparameter may be written as (a 64-bit integer).
 MAX_PARAM_INT = 2**63 - 1
-#: Largest magnitude of a real-valued hyperparameter: training runs in float32, where a
-#: larger value is inf (the registries may bound a parameter further).
-MAX_PARAM_FLOAT = 3.4028234663852886e38
+#: Largest and smallest non-zero magnitude of a real-valued hyperparameter: training runs in
+#: float32, where a larger value is inf and a smaller one 0 (registries may bound further).
+MAX_PARAM_FLOAT, MIN_PARAM_FLOAT = 3.4028234663852886e38, 1.401298464324817e-45
 #: Most items of a list-valued hyperparameter.
 MAX_LIST_ITEMS = 100
 #: Objectives every trial records whatever its workload: the runner's own, and ``val_loss``,
@@ -81,6 +81,8 @@ def _value_problem(value: Any, path: str) -> tuple[str, str] | None:
     if isinstance(value, float):
         if math.isfinite(value) and abs(value) > MAX_PARAM_FLOAT:
             return path, f"is too large for float32 (at most 3.4e38 in magnitude), got {value!r}"
+        if 0 < abs(value) < MIN_PARAM_FLOAT:
+            return path, f"is too small for float32 (it would be 0), got {value!r}"
         return None  # non-finite: the registry says "must be finite"
     if isinstance(value, int):
         if abs(value) > MAX_PARAM_INT:

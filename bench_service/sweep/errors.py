@@ -115,7 +115,9 @@ def loc_to_path(loc: Sequence[int | str]) -> str:
     """``("optimizers", 2, "params", "lr")`` → ``"optimizers[2].params.lr"``."""
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if part == "[key]":  # pydantic's marker: the mapping key itself is at fault
+            out += " (a key)"
+        elif isinstance(part, int):
             out += f"[{part}]"
         else:
             name = clip(str(part))

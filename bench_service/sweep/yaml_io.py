@@ -201,7 +201,7 @@ def looks_like_path(value: str | Path) -> bool:
     """Whether ``load_spec``'s argument names a file rather than holding YAML text.
 
     A ``Path`` always names a file; a string does unless it spans lines, starts a flow
-    mapping or contains ``key: value``; an existing file always wins.
+    mapping or sequence or contains ``key: value``; an existing file always wins.
     """
     if isinstance(value, Path):
         return True
@@ -213,7 +213,7 @@ def looks_like_path(value: str | Path) -> bool:
     except (OSError, ValueError):  # a name too long for the file system, a NUL byte
         pass
     stripped = value.strip()
-    return not (stripped.startswith("{") or ": " in stripped or stripped.endswith(":"))
+    return not (stripped.startswith(("{", "[")) or ": " in stripped or stripped.endswith(":"))
 
 
 def read_spec_file(path: Path) -> str:

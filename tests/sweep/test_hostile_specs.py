@@ -82,6 +82,10 @@ HOSTILE = {
     "lr 1e308 (over float32)": (
         _with(optimizers="[{name: sgd, params: {lr: 1e308}}]"),
         "optimizers[0].params.lr", "float32"),
+    "lr 1e-320 (0 in float32)": (
+        _with(optimizers="[{name: sgd, params: {lr: 1e-320}}]"),
+        "optimizers[0].params.lr", "float32"),
+    "a spec that is a list": ("[1, 2]", "spec", "must be a mapping"),
     "search range over float32": (
         _with(tuning=TUNED % "search_space: {sgd: {lr: {low: 0.001, high: 1e308}}}"),
         "tuning.search_space.sgd.lr.high", "float32"),
