@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from bench_service.sweep.diff import diff_specs
     from bench_service.sweep.errors import SpecError
+    from bench_service.sweep.loading import load_spec, parse_spec
     from bench_service.sweep.plan import (
         PlannedCell,
         PlannedTrial,
@@ -20,14 +21,7 @@ if TYPE_CHECKING:
         SweepPlan,
         plan_sweep,
     )
-    from bench_service.sweep.spec import (
-        AxisEntry,
-        SweepSpec,
-        TuningSpec,
-        load_spec,
-        parse_spec,
-        spec_hash,
-    )
+    from bench_service.sweep.spec import AxisEntry, SweepSpec, TuningSpec, spec_hash
 
 _EXPORTS = {
     "AxisEntry": "bench_service.sweep.spec",
@@ -39,8 +33,8 @@ _EXPORTS = {
     "SweepSpec": "bench_service.sweep.spec",
     "TuningSpec": "bench_service.sweep.spec",
     "diff_specs": "bench_service.sweep.diff",
-    "load_spec": "bench_service.sweep.spec",
-    "parse_spec": "bench_service.sweep.spec",
+    "load_spec": "bench_service.sweep.loading",
+    "parse_spec": "bench_service.sweep.loading",
     "plan_sweep": "bench_service.sweep.plan",
     "spec_hash": "bench_service.sweep.spec",
 }

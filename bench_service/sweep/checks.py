@@ -6,6 +6,9 @@ that passes here cannot fail on a name or a hyperparameter mid-sweep. The engine
 for one trial (``optimizer.params.lr``); errors are re-raised in spec terms
 (``optimizers[3].params.lr``). All problems are collected, the first one reported.
 
+Then the sweep's size is counted (``size.check_size``) and refused over its trial limit, so
+that a spec accepted here can also be planned.
+
 The spec comes back canonical: registry names (``Adam`` → ``adam``, aliases resolved), given
 parameters coerced to their declared kind (``lr: 1`` → ``1.0``), search-space algorithm names
 canonical and ``tuning.final_seeds`` filled in, so that equal experiments hash equally.
@@ -14,7 +17,9 @@ canonical and ``tuning.final_seeds`` filled in, so that equal experiments hash e
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable
+from functools import lru_cache
 from typing import Any
 
 from bench_service.engine.config import Component
@@ -24,14 +29,24 @@ from bench_service.engine.optimizers import OPTIMIZERS, resolve_optimizer
 from bench_service.engine.registry import closest
 from bench_service.engine.regularizers import REGULARIZERS, resolve_regularizer
 from bench_service.engine.schedulers import SCHEDULERS, resolve_scheduler
-from bench_service.engine.workloads import WORKLOADS, build_workload
-from bench_service.sweep.errors import SpecError
-from bench_service.sweep.spec import AXES, AXIS_KEYS, AxisEntry, ParamRange, SweepSpec
+from bench_service.engine.workloads import WORKLOADS, ArchOptions, build_workload
+from bench_service.sweep.errors import SpecError, clip, shown
+from bench_service.sweep.size import check_size
+from bench_service.sweep.spec import MAX_NAME_CHARS, AxisEntry, ParamRange, SweepSpec
+from bench_service.vocab import AXIS_OF_SPEC, SPEC_AXES, TUNED_SPEC_AXES
 
 Problems = list[tuple[str, str]]
 
-#: Axes whose algorithms tuning can search (workloads are the problem, not a choice).
-TUNED_AXES = ("optimizers", "schedulers", "regularizers")
+#: Largest integer a hyperparameter may be written as (a 64-bit integer).
+MAX_PARAM_INT = 2**63 - 1
+#: Largest and smallest non-zero magnitude of a real-valued hyperparameter: training runs in
+#: float32, where a larger value is inf and a smaller one 0 (registries may bound further).
+MAX_PARAM_FLOAT, MIN_PARAM_FLOAT = 3.4028234663852886e38, 1.401298464324817e-45
+#: Most items of a list-valued hyperparameter.
+MAX_LIST_ITEMS = 100
+#: Objectives every trial records whatever its workload: the runner's own, and ``val_loss``,
+#: which the runner requires of every workload's ``evaluate`` (it is how divergence shows).
+RUNNER_METRICS = ("train_loss", "time_to_target", "val_loss")
 
 
 def param_space(axis: str, name: str) -> ParamSpace:
@@ -45,9 +60,48 @@ def param_space(axis: str, name: str) -> ParamSpace:
     return WORKLOADS.get(name).hyperparams
 
 
+def _value_problem(value: Any, path: str) -> tuple[str, str] | None:
+    """A hyperparameter value the registries should not be handed: nested, huge, too long.
+
+    What is left (a number, a bool, a short name, a short flat list of them) the registry
+    validates against the parameter's declaration.
+    """
+    if isinstance(value, (list, tuple)):
+        if len(value) > MAX_LIST_ITEMS:
+            return path, f"at most {MAX_LIST_ITEMS} items, got {len(value)}"
+        for i, item in enumerate(value):
+            if isinstance(item, (list, tuple)):
+                return f"{path}[{i}]", f"must be a number, got {shown(item)}"
+            problem = _value_problem(item, f"{path}[{i}]")
+            if problem is not None:
+                return problem
+        return None
+    if isinstance(value, bool) or value is None:
+        return None
+    if isinstance(value, float):
+        if math.isfinite(value) and abs(value) > MAX_PARAM_FLOAT:
+            return path, f"is too large for float32 (at most 3.4e38 in magnitude), got {value!r}"
+        if 0 < abs(value) < MIN_PARAM_FLOAT:
+            return path, f"is too small for float32 (it would be 0), got {value!r}"
+        return None  # non-finite: the registry says "must be finite"
+    if isinstance(value, int):
+        if abs(value) > MAX_PARAM_INT:
+            return path, f"is too large (at most 2^63 - 1 in magnitude), got {shown(value)}"
+        return None
+    if isinstance(value, str):
+        if len(value) > MAX_NAME_CHARS:
+            return path, f"at most {MAX_NAME_CHARS} characters, got {shown(value)}"
+        return None
+    return path, f"must be a number, a name or a list of numbers, got {shown(value)}"
+
+
 def canonical_entry(axis: str, entry: AxisEntry, where: str) -> AxisEntry:
     """Resolve ``entry`` as the engine will; return it with its registry name and coerced
     params, or raise ``SpecError`` with a field under ``where`` (e.g. ``optimizers[1]``)."""
+    for key, value in entry.params.items():
+        problem = _value_problem(value, f"{where}.params.{clip(key)}")
+        if problem is not None:
+            raise SpecError(*problem)
     try:
         resolved: dict[str, Any]
         if axis == "workloads":
@@ -66,7 +120,11 @@ def canonical_entry(axis: str, entry: AxisEntry, where: str) -> AxisEntry:
             name = registry.get(entry.name).name
     except ConfigError as exc:
         # Workload parameters are always reported as ``workload.params.x`` by the engine.
-        raise SpecError.from_config_error(exc, AXIS_KEYS[axis], where) from exc
+        raise SpecError.from_config_error(exc, AXIS_OF_SPEC[axis], where) from exc
+    except (ArithmeticError, ValueError, TypeError) as exc:  # a number the engine cannot use
+        raise SpecError(
+            f"{where}.params", f"invalid value: {type(exc).__name__}: {clip(str(exc), 120)}"
+        ) from exc
     params = {k: resolved[k] for k in sorted(entry.params)}
     return AxisEntry(name=name, params=params)
 
@@ -77,7 +135,7 @@ def _key(entry: AxisEntry) -> str:
 
 def _check_axes(spec: SweepSpec, problems: Problems) -> dict[str, list[AxisEntry]]:
     axes: dict[str, list[AxisEntry]] = {}
-    for axis in AXES:
+    for axis in SPEC_AXES:
         entries: list[AxisEntry] = []
         first: dict[str, int] = {}
         for i, entry in enumerate(spec.axis(axis)):
@@ -91,7 +149,7 @@ def _check_axes(spec: SweepSpec, problems: Problems) -> dict[str, list[AxisEntry
             key = _key(entry)
             if key in first:
                 problems.append((
-                    where, f"duplicate of {axis}[{first[key]}] ({entry.label()}); "
+                    where, f"duplicate of {axis}[{first[key]}] ({clip(entry.label(), 80)}); "
                     "each entry must differ in name or params",
                 ))
             first.setdefault(key, i)
@@ -105,8 +163,8 @@ def _check_exclude(spec: SweepSpec, axes: dict[str, list[AxisEntry]], problems: 
     rules = []
     for i, rule in enumerate(spec.exclude):
         update: dict[str, str] = {}
-        for axis in AXES:
-            key = AXIS_KEYS[axis]
+        for axis in SPEC_AXES:
+            key = AXIS_OF_SPEC[axis]
             value = rule.given().get(key)
             if value is None:
                 continue
@@ -116,7 +174,8 @@ def _check_exclude(spec: SweepSpec, axes: dict[str, list[AxisEntry]], problems: 
             else:
                 problems.append((
                     f"exclude[{i}].{key}",
-                    f"{value!r} is not among this spec's {axis}{closest(value.lower(), names)}; "
+                    f"{shown(value)} is not among this spec's {axis}"
+                    f"{closest(value.lower(), names)}; "
                     f"{axis}: {', '.join(names)}",
                 ))
         rules.append(rule.model_copy(update=update))
@@ -136,6 +195,10 @@ def _range_problems(hp: HyperParam, rng: ParamRange, where: str) -> Problems:
     out: Problems = []
 
     def valid(value: Any, path: str) -> None:
+        problem = _value_problem(value, path)
+        if problem is not None:
+            out.append(problem)
+            return
         try:
             hp.validate(value, "")
         except ConfigError as exc:
@@ -160,11 +223,13 @@ def _range_problems(hp: HyperParam, rng: ParamRange, where: str) -> Problems:
             out.append((f"{where}.{end}", "is required (or give choices: [...])"))
     if out:
         return out
+    valid(rng.low, f"{where}.low")
+    valid(rng.high, f"{where}.high")
+    if out:
+        return out
     low, high = float(rng.low or 0.0), float(rng.high or 0.0)
     if low >= high:
         return [(f"{where}.low", f"must be < high ({high:g}), got {low:g}")]
-    valid(rng.low, f"{where}.low")
-    valid(rng.high, f"{where}.high")
     if rng.log and low <= 0:
         out.append((f"{where}.low", f"must be > 0 with log: true, got {low:g}"))
     return out
@@ -176,20 +241,21 @@ def _check_search_space(
     """Search-space keys must be algorithms of this spec and declared parameters of them."""
     assert spec.tuning is not None
     owners: dict[str, str] = {}  # canonical algorithm name -> axis
-    for axis in TUNED_AXES:
+    for axis in TUNED_SPEC_AXES:
         for entry in axes[axis]:
             owners.setdefault(entry.name, axis)
     out: dict[str, dict[str, ParamRange]] = {}
     for algo, params in spec.tuning.search_space.items():
-        where = f"tuning.search_space.{algo}"
+        where = f"tuning.search_space.{clip(algo)}"
         canon = _canonical_algorithm(algo)
         owner = owners.get(canon or algo.lower())
         if owner is None:
             in_spec = sorted(owners)
             if canon is not None:
-                msg = f"{algo!r} is not among this spec's optimizers, schedulers or regularizers"
+                msg = (f"{shown(algo)} is not among this spec's optimizers, schedulers or "
+                       "regularizers")
             else:
-                msg = f"unknown algorithm {algo!r}{closest(algo.lower(), in_spec)}"
+                msg = f"unknown algorithm {shown(algo)}{closest(clip(algo.lower(), 100), in_spec)}"
             problems.append((where, f"{msg}; this spec has: {', '.join(in_spec)}"))
             continue
         assert canon is not None
@@ -197,11 +263,12 @@ def _check_search_space(
         space = param_space(axis, canon)
         ranges: dict[str, ParamRange] = {}
         for pname, rng in params.items():
-            pwhere = f"{where}.{pname}"
+            pwhere = f"{where}.{clip(pname)}"
             if pname not in space.names():
                 valid = space.names()
                 problems.append((
-                    pwhere, f"unknown hyperparameter of {canon}{closest(pname, valid)}; "
+                    pwhere,
+                    f"unknown hyperparameter of {canon}{closest(clip(pname, 100), valid)}; "
                     f"valid: {', '.join(valid) or 'none'}",
                 ))
                 continue
@@ -222,6 +289,8 @@ def _check_search_space(
 
 
 def _canonical_algorithm(name: str) -> str | None:
+    if len(name) > MAX_NAME_CHARS:
+        return None
     for registry in (OPTIMIZERS, SCHEDULERS, REGULARIZERS):
         if name in registry:
             canon: str = registry.get(name).name
@@ -229,18 +298,59 @@ def _canonical_algorithm(name: str) -> str | None:
     return None
 
 
+@lru_cache(maxsize=256)
+def _reported(name: str, params_json: str) -> tuple[str, ...] | None:
+    """Per-epoch metrics a workload reports: the runner's own plus what ``evaluate`` returns.
+
+    Found by asking the workload itself (an untrained model evaluated on a few validation
+    examples), so a plug-in's own metrics count too. ``None`` if that probe fails: the trial
+    would fail the same way and say why.
+    """
+    try:
+        workload = build_workload(name, json.loads(params_json))
+        data = workload.data()
+        model = workload.init_model(0, ArchOptions())
+        model.eval()
+        metrics = workload.evaluate(model, data.x_val[:4], data.y_val[:4])
+    except Exception:  # a workload's own bug: reported by its first trial
+        return None
+    return (*RUNNER_METRICS, *metrics)
+
+
+def reported_metrics(entry: AxisEntry) -> tuple[str, ...] | None:
+    """What a (canonical) workload entry reports, e.g. ``(train_loss, ..., val_loss)``."""
+    return _reported(entry.name, json.dumps(dict(entry.params), sort_keys=True, default=str))
+
+
 def _check_objective(
     spec: SweepSpec, axes: dict[str, list[AxisEntry]], problems: Problems
 ) -> None:
+    """Every workload must report the objective (a missing one makes every trial worst)."""
     assert spec.tuning is not None
-    if spec.tuning.objective.metric != "val_accuracy":
+    metric = spec.tuning.objective.metric
+    if metric in RUNNER_METRICS:
         return
+    reports: list[tuple[int, AxisEntry, tuple[str, ...]]] = []
     for i, entry in enumerate(axes["workloads"]):
-        cls = WORKLOADS.get(entry.name) if entry.name in WORKLOADS else None
-        if cls is not None and not cls.classification:
+        if entry.name not in WORKLOADS:
+            continue  # already reported as an unknown workload
+        reported = reported_metrics(entry)
+        if reported is not None:
+            reports.append((i, entry, reported))
+    every = list(dict.fromkeys(m for _, _, reported in reports for m in reported))
+    if reports and metric not in every:
+        problems.append((
+            "tuning.objective.metric",
+            f"no workload of this spec reports {metric!r}{closest(metric, every)}; "
+            f"they report: {', '.join(every)}",
+        ))
+        return
+    for i, entry, reported in reports:
+        if metric not in reported:
             problems.append((
                 "tuning.objective.metric",
-                f"workloads[{i}] ({entry.name}) has no val_accuracy; use val_loss",
+                f"workloads[{i}] ({entry.name}) does not report {metric!r}; "
+                f"it reports: {', '.join(reported)}",
             ))
             return
 
@@ -262,7 +372,9 @@ def check_spec(spec: SweepSpec) -> SweepSpec:
     error = SpecError.collect(problems)
     if error is not None:
         raise error
-    return spec.model_copy(update=update)
+    checked = spec.model_copy(update=update)
+    check_size(checked)
+    return checked
 
 
-__all__ = ["TUNED_AXES", "canonical_entry", "check_spec", "param_space"]
+__all__ = ["canonical_entry", "check_spec", "param_space", "reported_metrics"]

@@ -17,10 +17,14 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
-from bench_service.sweep.spec import AXES
+from bench_service.sweep.errors import clip
+from bench_service.vocab import SPEC_AXES
+
+#: Longest text shown for one value or one list of added/removed items.
+_SHOWN = 120
 
 #: Lists compared as sets of items, with the label each item is shown by.
-_SET_FIELDS = {*AXES, "seeds", "exclude", "tuning.final_seeds"}
+_SET_FIELDS = {*SPEC_AXES, "seeds", "exclude", "tuning.final_seeds"}
 _IGNORED = {"name"}
 
 
@@ -40,7 +44,7 @@ def _fmt(value: Any) -> str:
 
 
 def _item_label(path: str, item: Any) -> str:
-    if path in AXES and isinstance(item, Mapping):
+    if path in SPEC_AXES and isinstance(item, Mapping):
         params = item.get("params") or {}
         if not params:
             return str(item.get("name"))
@@ -60,9 +64,9 @@ def _diff_set(path: str, old: Any, new: Any) -> list[str]:
     removed = [_item_label(path, old_items[k]) for k in old_items if k not in new_items]
     parts = []
     if added:
-        parts.append("added " + ", ".join(added))
+        parts.append(clip("added " + ", ".join(added), _SHOWN))
     if removed:
-        parts.append("removed " + ", ".join(removed))
+        parts.append(clip("removed " + ", ".join(removed), _SHOWN))
     if not parts:
         return []
     return [f"{path}: {'; '.join(parts) if path == 'exclude' else ', '.join(parts)}"]
@@ -81,7 +85,7 @@ def _diff(path: str, old: Any, new: Any) -> list[str]:
         return lines
     if _key(old) == _key(new):
         return []
-    return [f"{path}: {_fmt(old)} -> {_fmt(new)}"]
+    return [f"{path}: {clip(_fmt(old), _SHOWN)} -> {clip(_fmt(new), _SHOWN)}"]
 
 
 def diff_specs(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:

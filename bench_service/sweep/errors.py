@@ -8,6 +8,7 @@ wording or its ``loc`` tuples: fields are dotted paths in the spec's own terms
 
 from __future__ import annotations
 
+import reprlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
@@ -15,6 +16,39 @@ from pydantic import ValidationError
 
 from bench_service.engine.errors import ConfigError
 from bench_service.engine.registry import closest
+
+#: Longest echo of a user's value in a message (``shown``), in characters.
+SHOWN_CHARS = 80
+#: Longest message a ``SpecError`` keeps: a backstop for messages built from many parts
+#: (one line per incompatible cell), so that no input can make an error megabytes long.
+MAX_MESSAGE_CHARS = 4000
+
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxtuple = 3, 6, 8, 8
+_REPR.maxset, _REPR.maxstring, _REPR.maxother = 8, SHOWN_CHARS, SHOWN_CHARS
+_REPR.maxlong = 40
+
+
+def shown(value: Any, limit: int = SHOWN_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters with an ellipsis: how messages echo input.
+
+    Built with ``reprlib`` so that even a huge value (a list of millions of items, a
+    400-digit integer) costs a few dozen items to show, never a full ``repr``.
+    """
+    text = _REPR.repr(value)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def clip(text: str, limit: int = 40) -> str:
+    """Plain text (a key, a name, a parser's message) cut to ``limit`` characters, no quotes."""
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _clamp(message: str) -> str:
+    if len(message) <= MAX_MESSAGE_CHARS:
+        return message
+    cut = len(message) - MAX_MESSAGE_CHARS
+    return f"{message[:MAX_MESSAGE_CHARS]}… ({cut} more characters)"
 
 
 class SpecError(ConfigError):
@@ -34,8 +68,11 @@ class SpecError(ConfigError):
         *,
         summarised: bool = False,
     ) -> None:
+        field, message = clip(field, 200), _clamp(message)
         super().__init__(field, message)
-        self.errors: list[tuple[str, str]] = list(errors) if errors else [(field, message)]
+        self.errors: list[tuple[str, str]] = (
+            [(clip(f, 200), _clamp(m)) for f, m in errors] if errors else [(field, message)]
+        )
         #: The message already covers every entry of ``errors`` (no "and N more").
         self.summarised = summarised
 
@@ -78,10 +115,13 @@ def loc_to_path(loc: Sequence[int | str]) -> str:
     """``("optimizers", 2, "params", "lr")`` → ``"optimizers[2].params.lr"``."""
     out = ""
     for part in loc:
-        if isinstance(part, int):
+        if part == "[key]":  # pydantic's marker: the mapping key itself is at fault
+            out += " (a key)"
+        elif isinstance(part, int):
             out += f"[{part}]"
         else:
-            out += f".{part}" if out else str(part)
+            name = clip(str(part))
+            out += f".{name}" if out else name
     return out
 
 
@@ -96,6 +136,7 @@ _TYPE_WORDS = {
     "string_type": "a string",
     "list_type": "a list",
     "dict_type": "a mapping",
+    "finite_number": "a finite number",
     "model_type": "a mapping",
     "model_attributes_type": "a mapping",
 }
@@ -106,11 +147,6 @@ _OPS = {
     "less_than": "<",
     "less_than_equal": "<=",
 }
-
-
-def _short(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def convert_validation_error(
@@ -129,16 +165,16 @@ def convert_validation_error(
         value = err.get("input")
         if kind == "extra_forbidden":
             valid = fields_at(loc[:-1])
-            key = str(loc[-1])
+            key = clip(str(loc[-1]))
             msg = f"unknown field{closest(key, valid)}; valid: {', '.join(valid)}"
         elif kind == "missing":
             msg = "is required"
         elif kind in _TYPE_WORDS:
-            msg = f"must be {_TYPE_WORDS[kind]}, got {_short(value)}"
+            msg = f"must be {_TYPE_WORDS[kind]}, got {shown(value)}"
         elif kind in _OPS:
             bound = next(iter(ctx.values()), "?")
             bound = f"{bound:g}" if isinstance(bound, float) else bound
-            msg = f"must be {_OPS[kind]} {bound}, got {_short(value)}"
+            msg = f"must be {_OPS[kind]} {bound}, got {shown(value)}"
         elif kind in ("too_short", "string_too_short"):
             msg = "must not be empty"
         elif kind in ("too_long", "string_too_long"):
@@ -147,7 +183,7 @@ def convert_validation_error(
         elif kind in ("value_error", "assertion_error"):
             msg = str(ctx.get("error", err["msg"]))
         else:
-            msg = f"{err['msg'][:1].lower()}{err['msg'][1:]}, got {_short(value)}"
+            msg = f"{err['msg'][:1].lower()}{err['msg'][1:]}, got {shown(value)}"
         errors.append((loc_to_path(loc), msg))
     found = SpecError.collect(errors)
     assert found is not None  # a ValidationError always carries at least one error

@@ -11,8 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from bench_service.sweep.checks import TUNED_AXES, param_space
-from bench_service.sweep.spec import AXIS_KEYS, AxisEntry, SweepSpec
+from bench_service.sweep.checks import param_space
+from bench_service.sweep.spec import AxisEntry, SweepSpec
+from bench_service.vocab import AXIS_OF_SPEC, TUNED_SPEC_AXES
 
 
 def cell_search_space(spec: SweepSpec, entries: Sequence[AxisEntry]) -> dict[str, dict[str, Any]]:
@@ -24,7 +25,7 @@ def cell_search_space(spec: SweepSpec, entries: Sequence[AxisEntry]) -> dict[str
     if spec.tuning is None:
         return {}
     out: dict[str, dict[str, Any]] = {}
-    for axis, entry in zip(TUNED_AXES, entries, strict=True):
+    for axis, entry in zip(TUNED_SPEC_AXES, entries, strict=True):
         overrides = spec.tuning.search_space.get(entry.name, {})
         for hp in param_space(axis, entry.name):
             if hp.name in entry.params:
@@ -35,5 +36,5 @@ def cell_search_space(spec: SweepSpec, entries: Sequence[AxisEntry]) -> dict[str
                 rng = {"low": hp.low, "high": hp.high, "log": hp.log}
             else:
                 continue
-            out[f"{AXIS_KEYS[axis]}.{hp.name}"] = {"kind": hp.kind, **rng}
+            out[f"{AXIS_OF_SPEC[axis]}.{hp.name}"] = {"kind": hp.kind, **rng}
     return out

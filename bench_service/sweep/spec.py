@@ -5,9 +5,13 @@ fields, bounds that need no registry); ``bench_service.sweep.checks`` then check
 *meaning* against the engine's registries (names exist, hyperparameters are valid, search
 ranges fit the declared bounds) and returns the spec in canonical form: registry names,
 coerced parameter values, ``final_seeds`` filled in. ``load_spec``/``parse_spec`` run both, so
-a ``SweepSpec`` obtained from them is always valid and canonical.
+a ``SweepSpec`` obtained from them is always valid and canonical. They live in
+``bench_service.sweep.loading`` (this module imports no registry, hence no torch).
 
-Every error is a ``SpecError`` whose ``field`` is a dotted path into the YAML.
+Numbers are bounded by what stores them: seeds, budgets and counts are SQL ``INTEGER``
+columns (32-bit on PostgreSQL), so they must fit ``[0, 2^31 - 1]``; resources are bounded by
+what a cluster can honour. Every error is a ``SpecError`` whose ``field`` is a dotted path
+into the YAML, and echoes at most a short slice of the value (``errors.shown``).
 """
 
 from __future__ import annotations
@@ -16,7 +20,6 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Annotated, Any
 
 from pydantic import (
@@ -29,40 +32,45 @@ from pydantic import (
 )
 
 from bench_service.engine.registry import closest
-from bench_service.sweep.errors import SpecError, convert_validation_error
-from bench_service.sweep.yaml_io import looks_like_path, parse_yaml, read_spec_file
-
-#: The four axes of a grid, in the order of a trial's label.
-AXES: tuple[str, ...] = ("workloads", "optimizers", "schedulers", "regularizers")
-#: The singular of each axis: the ``TrialConfig`` field and the ``exclude`` key.
-AXIS_KEYS: dict[str, str] = {
-    "workloads": "workload",
-    "optimizers": "optimizer",
-    "schedulers": "scheduler",
-    "regularizers": "regularizer",
-}
+from bench_service.sweep.errors import clip, convert_validation_error, shown
+from bench_service.vocab import SPEC_AXES, metric_mode
 
 SAMPLERS = ("tpe", "random", "qmc", "grid", "cmaes")
 PRUNERS = ("none", "median", "hyperband", "successive_halving")
-#: Metrics a tuning objective can name: the runner's own plus ``time_to_target`` (seconds to
-#: reach the workload's target) and char_lm's ``val_perplexity``.
-OBJECTIVE_METRICS = ("val_loss", "val_accuracy", "val_perplexity", "train_loss", "time_to_target")
 
 #: Top-level fields that cannot change any result, left out of ``spec_hash``: renaming or
-#: re-describing a sweep, or giving it more CPUs, must still resume it.
-NON_RESULT_FIELDS = ("name", "description", "resources", "skip_incompatible")
+#: re-describing a sweep, giving it more CPUs or a higher trial limit must still resume it.
+NON_RESULT_FIELDS = ("name", "description", "resources", "skip_incompatible", "max_trials")
 
-_NAME = re.compile(r"^[A-Za-z0-9_.-]+$")
-_DEVICE = re.compile(r"^(cpu|cuda|cuda:\d+)$")
+#: Largest value of a 32-bit SQL ``INTEGER`` (PostgreSQL's; seeds, steps, epochs, counts).
+INT32_MAX = 2**31 - 1
+#: Longest registry name or metric name a spec may write (the columns are ``String(100)``
+#: and ``String(64)``).
+MAX_NAME_CHARS = 100
+#: Most hyperparameters of one entry.
+MAX_PARAMS = 100
+#: Largest ``log_every``: the runner keeps a buffer of that many losses.
+MAX_LOG_EVERY = 1_000_000
+#: Most trials one sweep may run at once under tuning.
+MAX_CONCURRENT = 10_000
+#: Most retries of a trial lost with its worker.
+MAX_RETRIES = 100
+#: Bounds of a trial's CPU share (Ray's resolution is 1e-4 of a CPU) and GPU share.
+MIN_CPUS, MAX_CPUS, MAX_GPUS = 0.01, 4096.0, 1024.0
 
-NonNegInt = Annotated[int, Field(ge=0)]
+# ``fullmatch``, never ``match`` with ``$``: ``$`` also matches before a trailing newline.
+_NAME = re.compile(r"[A-Za-z0-9_.-]+")
+_DEVICE = re.compile(r"cpu|cuda|cuda:\d{1,4}")
+_METRIC = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
+
+Seed = Annotated[int, Field(ge=0, le=INT32_MAX)]
 
 
 def _one_of(value: str, valid: tuple[str, ...]) -> str:
     """``value`` if in ``valid``, else a ValueError with the closest names."""
     if value not in valid:
-        hint = closest(value, valid)
-        raise ValueError(f"must be one of {', '.join(valid)}; got {value!r}{hint}")
+        hint = closest(clip(value, 100), valid)
+        raise ValueError(f"must be one of {', '.join(valid)}; got {shown(value)}{hint}")
     return value
 
 
@@ -70,7 +78,7 @@ def _distinct(values: list[int], what: str) -> list[int]:
     seen: set[int] = set()
     for v in values:
         if v in seen:
-            raise ValueError(f"duplicate {what} {v}; {what}s must be distinct")
+            raise ValueError(f"duplicate {what} {shown(v)}; {what}s must be distinct")
         seen.add(v)
     return values
 
@@ -88,8 +96,8 @@ class AxisEntry(_Model):
     the registry's defaults (and, under ``tuning``, are searched).
     """
 
-    name: str
-    params: dict[str, Any] = Field(default_factory=dict)
+    name: str = Field(max_length=MAX_NAME_CHARS)
+    params: dict[str, Any] = Field(default_factory=dict, max_length=MAX_PARAMS)
 
     @model_validator(mode="before")
     @classmethod
@@ -102,7 +110,7 @@ class AxisEntry(_Model):
             return value
         if isinstance(value, AxisEntry):
             return value
-        raise ValueError(f"must be a name or {{name, params}}, got {value!r}")
+        raise ValueError(f"must be a name or {{name, params}}, got {shown(value)}")
 
     @field_validator("name")
     @classmethod
@@ -110,6 +118,17 @@ class AxisEntry(_Model):
         if not value.strip():
             raise ValueError("must be a non-empty name")
         return value.strip()
+
+    @field_validator("params")
+    @classmethod
+    def _short_keys(cls, value: dict[str, Any]) -> dict[str, Any]:
+        for key in value:
+            if not key or len(key) > MAX_NAME_CHARS:
+                raise ValueError(
+                    f"hyperparameter names have 1 to {MAX_NAME_CHARS} characters, got "
+                    f"{shown(key)}"
+                )
+        return value
 
     def label(self, with_params: bool = True) -> str:
         """``adam`` or ``yogi(lr=0.01)``: how diffs and labels show this entry."""
@@ -130,17 +149,32 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
+def compact_number(value: Any) -> str:
+    """Shortest text that reads back as ``value``: ``10`` for 10.0, ``0.001``, ``1e-05``.
+
+    Unlike ``{:g}`` it never rounds, so two different values never print alike.
+    """
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, float):
+        text = repr(value)
+        return text[:-2] if text.endswith(".0") else text
+    if isinstance(value, (list, tuple)):
+        return "[" + ",".join(compact_number(v) for v in value) + "]"
+    return str(value)
+
+
 class BudgetSpec(_Model):
     """How long each trial trains: ``{epochs: N}`` or ``{steps: N}``, not both."""
 
-    epochs: int | None = Field(default=None, ge=1)
-    steps: int | None = Field(default=None, ge=1)
+    epochs: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    steps: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
     @model_validator(mode="before")
     @classmethod
     def _mapping(cls, value: Any) -> Any:
         if not isinstance(value, (Mapping, BudgetSpec)):
-            raise ValueError(f"must be {{epochs: N}} or {{steps: N}}, got {value!r}")
+            raise ValueError(f"must be {{epochs: N}} or {{steps: N}}, got {shown(value)}")
         return value
 
     @model_validator(mode="after")
@@ -158,9 +192,9 @@ class BudgetSpec(_Model):
 class Resources(_Model):
     """What Ray reserves for each trial and how often it retries a trial lost with its worker."""
 
-    cpus_per_trial: float = Field(default=1.0, gt=0)
-    gpus_per_trial: float = Field(default=0.0, ge=0)
-    max_retries: int = Field(default=3, ge=0)
+    cpus_per_trial: float = Field(default=1.0, ge=MIN_CPUS, le=MAX_CPUS, allow_inf_nan=False)
+    gpus_per_trial: float = Field(default=0.0, ge=0, le=MAX_GPUS, allow_inf_nan=False)
+    max_retries: int = Field(default=3, ge=0, le=MAX_RETRIES)
 
     @field_validator("gpus_per_trial")
     @classmethod
@@ -174,10 +208,10 @@ class Resources(_Model):
 class ExcludeRule(_Model):
     """A partial cell: every trial matching all the given axis names is dropped."""
 
-    workload: str | None = None
-    optimizer: str | None = None
-    scheduler: str | None = None
-    regularizer: str | None = None
+    workload: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    optimizer: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    scheduler: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
+    regularizer: str | None = Field(default=None, max_length=MAX_NAME_CHARS)
 
     @model_validator(mode="after")
     def _not_empty(self) -> ExcludeRule:
@@ -210,10 +244,10 @@ class ParamRange(_Model):
     parameters) needs the registry and is checked in ``checks``.
     """
 
-    low: float | None = None
-    high: float | None = None
+    low: float | None = Field(default=None, allow_inf_nan=False)
+    high: float | None = Field(default=None, allow_inf_nan=False)
     log: bool = False
-    choices: list[Any] | None = None
+    choices: list[Any] | None = Field(default=None, max_length=1000)
 
     def to_dict(self) -> dict[str, Any]:
         if self.choices is not None:
@@ -222,7 +256,10 @@ class ParamRange(_Model):
 
 
 class Objective(_Model):
-    """What tuning optimises; ``mode`` defaults to ``max`` for accuracies, else ``min``."""
+    """What tuning optimises: ``val_loss`` (default), ``train_loss``, ``time_to_target`` or
+    any metric every workload of the spec reports (checked in ``checks``: ``val_accuracy``,
+    char_lm's ``val_perplexity``, a plug-in's own). ``mode`` defaults to the metric's
+    direction (``bench_service.vocab.metric_mode``)."""
 
     metric: str = "val_loss"
     mode: str = "min"
@@ -232,14 +269,18 @@ class Objective(_Model):
     def _default_mode(cls, value: Any) -> Any:
         if isinstance(value, Mapping) and "mode" not in value:
             metric = value.get("metric", "val_loss")
-            mode = "max" if isinstance(metric, str) and "accuracy" in metric else "min"
-            return {**value, "mode": mode}
+            return {**value, "mode": metric_mode(metric) if isinstance(metric, str) else "min"}
         return value
 
     @field_validator("metric")
     @classmethod
-    def _known_metric(cls, value: str) -> str:
-        return _one_of(value, OBJECTIVE_METRICS)
+    def _metric_name(cls, value: str) -> str:
+        if not _METRIC.fullmatch(value):
+            raise ValueError(
+                "must be a metric name (letters, digits and '_', at most 64), e.g. val_loss; "
+                f"got {shown(value)}"
+            )
+        return value
 
     @field_validator("mode")
     @classmethod
@@ -262,14 +303,14 @@ class TuningSpec(_Model):
     ``final_seeds`` defaults to the spec's ``seeds``.
     """
 
-    trials_per_cell: int = Field(ge=1)
+    trials_per_cell: int = Field(ge=1, le=INT32_MAX)
     sampler: str = "tpe"
     pruner: str = "none"
     objective: Objective = Field(default_factory=Objective)
-    tune_seed: int = Field(default=0, ge=0)
-    final_seeds: list[NonNegInt] | None = Field(default=None, min_length=1)
+    tune_seed: int = Field(default=0, ge=0, le=INT32_MAX)
+    final_seeds: list[Seed] | None = Field(default=None, min_length=1)
     search_space: dict[str, dict[str, ParamRange]] = Field(default_factory=dict)
-    max_concurrent: int | None = Field(default=None, ge=1)
+    max_concurrent: int | None = Field(default=None, ge=1, le=MAX_CONCURRENT)
 
     @field_validator("sampler")
     @classmethod
@@ -314,7 +355,7 @@ class SweepSpec(_Model):
     """
 
     name: str = Field(min_length=1, max_length=100)
-    description: str | None = None
+    description: str | None = Field(default=None, max_length=10_000)
     workloads: list[AxisEntry] = Field(min_length=1)
     optimizers: list[AxisEntry] = Field(min_length=1)
     schedulers: list[AxisEntry] = Field(
@@ -323,22 +364,25 @@ class SweepSpec(_Model):
     regularizers: list[AxisEntry] = Field(
         default_factory=lambda: _default_entry("none"), min_length=1
     )
-    seeds: list[NonNegInt] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[Seed] = Field(default_factory=lambda: [0], min_length=1)
     budget: BudgetSpec | None = None
-    batch_size: int | None = Field(default=None, ge=1)
-    log_every: int = Field(default=10, ge=1)
+    batch_size: int | None = Field(default=None, ge=1, le=INT32_MAX)
+    log_every: int = Field(default=10, ge=1, le=MAX_LOG_EVERY)
     device: str = "cpu"
     resources: Resources = Field(default_factory=lambda: Resources())
     skip_incompatible: bool = False
     exclude: list[ExcludeRule] = Field(default_factory=list)
     tuning: TuningSpec | None = None
+    #: Refuse the sweep if it has more trials than this (``None``: ``$BENCH_MAX_TRIALS``, else
+    #: ``size.DEFAULT_MAX_TRIALS``); a guard against a typo planning millions of trials.
+    max_trials: int | None = Field(default=None, ge=1, le=INT32_MAX)
 
     @field_validator("name")
     @classmethod
     def _safe_name(cls, value: str) -> str:
-        if not _NAME.match(value):
+        if not _NAME.fullmatch(value):
             raise ValueError(
-                f"may only contain letters, digits, '_', '.' and '-', got {value!r}"
+                f"may only contain letters, digits, '_', '.' and '-', got {shown(value)}"
             )
         return value
 
@@ -350,8 +394,8 @@ class SweepSpec(_Model):
     @field_validator("device")
     @classmethod
     def _known_device(cls, value: str) -> str:
-        if not _DEVICE.match(value):
-            raise ValueError(f"must be 'cpu', 'cuda' or 'cuda:N', got {value!r}")
+        if not _DEVICE.fullmatch(value):
+            raise ValueError(f"must be 'cpu', 'cuda' or 'cuda:N', got {shown(value)}")
         return value
 
     def renamed(self, name: str) -> SweepSpec:
@@ -359,7 +403,7 @@ class SweepSpec(_Model):
         try:
             self.model_validate({**self.model_dump(), "name": name})
         except ValidationError as exc:
-            raise convert_validation_error(exc, _fields_at) from None
+            raise convert_validation_error(exc, fields_at) from None
         return self.model_copy(update={"name": name})
 
     def axis(self, axis: str) -> list[AxisEntry]:
@@ -382,7 +426,7 @@ class SweepSpec(_Model):
         return {
             "name": self.name,
             "description": self.description,
-            **{axis: [e.to_dict() for e in self.axis(axis)] for axis in AXES},
+            **{axis: [e.to_dict() for e in self.axis(axis)] for axis in SPEC_AXES},
             "seeds": list(self.seeds),
             "budget": self.budget.to_dict() if self.budget is not None else None,
             "batch_size": self.batch_size,
@@ -392,6 +436,7 @@ class SweepSpec(_Model):
             "skip_incompatible": self.skip_incompatible,
             "exclude": [r.given() for r in self.exclude],
             "tuning": self.tuning.to_dict() if self.tuning is not None else None,
+            "max_trials": self.max_trials,
         }
 
 
@@ -409,7 +454,7 @@ def result_view(spec_dict: Mapping[str, Any]) -> dict[str, Any]:
     and sorts the axes, seeds and exclude rules: reordering them runs the very same trials.
     """
     view = {k: v for k, v in spec_dict.items() if k not in NON_RESULT_FIELDS}
-    for axis in AXES:
+    for axis in SPEC_AXES:
         view[axis] = sorted(view.get(axis) or [], key=_canonical_json)
     view["seeds"] = sorted(view.get("seeds") or [])
     view["exclude"] = sorted(view.get("exclude") or [], key=_canonical_json)
@@ -427,10 +472,10 @@ def spec_hash(spec: SweepSpec | Mapping[str, Any]) -> str:
     return hashlib.sha256(_canonical_json(result_view(data)).encode()).hexdigest()
 
 
-# --- loading ----------------------------------------------------------------------------------
+# --- error paths ------------------------------------------------------------------------------
 
 
-def _fields_at(loc: tuple[int | str, ...]) -> list[str]:
+def fields_at(loc: tuple[int | str, ...]) -> list[str]:
     """Field names of the model at pydantic ``loc`` (for "unknown field" hints)."""
     model: Any = SweepSpec
     for part in loc:
@@ -453,42 +498,3 @@ def _inner_model(annotation: Any) -> type[BaseModel] | None:
         if found is not None:
             return found
     return None
-
-
-def parse_spec(data: Any) -> SweepSpec:
-    """Validate plain data (a dict from YAML/JSON) into a canonical ``SweepSpec``.
-
-    Raises:
-        SpecError: On the first problem (all problems in ``.errors``).
-    """
-    if not isinstance(data, Mapping):
-        got = "an empty document" if data is None else f"{type(data).__name__} {data!r}"[:80]
-        raise SpecError(
-            "spec", f"the spec must be a mapping (name, workloads, optimizers, ...), got {got}"
-        )
-    bad_keys = [k for k in data if not isinstance(k, str)]
-    if bad_keys:
-        raise SpecError("spec", f"keys must be strings, got {bad_keys[0]!r}")
-    try:
-        spec = SweepSpec.model_validate(dict(data))
-    except ValidationError as exc:
-        raise convert_validation_error(exc, _fields_at) from None
-    from bench_service.sweep.checks import check_spec  # needs the registries (torch)
-
-    return check_spec(spec)
-
-
-def load_spec(path_or_text: str | Path) -> SweepSpec:
-    """Read a spec from a YAML file (a path) or YAML text, and validate it.
-
-    A ``Path`` or a one-line string without ``key: value`` is a file name; anything else is
-    YAML text.
-
-    Raises:
-        SpecError: A missing/unreadable file or bad YAML (field ``spec``, with line and
-            column), or any problem ``parse_spec`` finds.
-    """
-    if looks_like_path(path_or_text):
-        path = Path(path_or_text)
-        return parse_spec(parse_yaml(read_spec_file(path), str(path)))
-    return parse_spec(parse_yaml(str(path_or_text)))

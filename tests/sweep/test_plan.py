@@ -288,3 +288,146 @@ def test_diff_shows_params_and_ignores_order() -> None:
     assert diff_specs(old, plan(budget={"steps": 5}).spec_dict) == [
         "budget.epochs: 2 -> (unset)", "budget.steps: (unset) -> 5",
     ]
+
+
+# --- workload labels -------------------------------------------------------------------------
+
+
+def test_a_workload_with_params_is_its_own_problem() -> None:
+    p = plan(workloads=["quadratic", {"name": "quadratic", "params": {"condition": 10}},
+                        {"name": "quadratic", "params": {"condition": 1000, "dim": 5}}])
+    assert {t.workload for t in p.trials} == {
+        "quadratic", "quadratic(condition=10)", "quadratic(dim=5)"}  # condition 1000: default
+    assert {c.workload for c in p.cells} == {t.workload for t in p.trials}
+    assert {t.config.workload.name for t in p.trials} == {"quadratic"}  # the engine's name
+    per_label = {w: {t.trial_hash for t in p.trials if t.workload == w}
+                 for w in {t.workload for t in p.trials}}
+    assert all(len(h) == 3 * 2 * 2 for h in per_label.values())  # optimizers x schedulers x seeds
+
+
+def test_workload_labels_are_exact_and_short() -> None:
+    p = plan(workloads=[{"name": "linreg", "params": {"noise": 0.123456789, "dim": 7}}])
+    assert p.trials[0].workload == "linreg(dim=7,noise=0.123456789)"  # sorted, never rounded
+    every = {"name": "quadratic", "params": {
+        "dim": 101, "condition": 1000.5, "max_curvature": 1.25, "noise": 0.123456789012,
+        "init_scale": 1.5, "n_train": 1025}}
+    label = plan(workloads=[every], optimizers=["sgd"], schedulers=["constant"]).cells[0].workload
+    assert len(label) == 100 and label.startswith("quadratic(condition=1000.5,dim=101,")
+    assert label[89] == "~" and int(label[90:], 16) >= 0  # the column holds 100 characters
+
+
+def test_skipped_cells_carry_the_workload_label() -> None:
+    p = plan(workloads=[{"name": "quadratic", "params": {"condition": 10}}],
+             regularizers=["none", "batchnorm"], skip_incompatible=True)
+    assert {s.workload for s in p.skipped} == {"quadratic(condition=10)"}
+
+
+# --- labels and identities at scale -------------------------------------------------------------
+
+
+def test_long_cell_labels_are_cut_with_a_hash_and_keys_are_unchanged() -> None:
+    from bench_service.sweep.plan import MAX_LABEL_CHARS, cell_key_of, short_label
+
+    many = [{"name": "multistep", "params": {"milestones": [0.01 * (i + 1) + 0.001 * j
+                                                            for j in range(60)]}}
+            for i in range(2)]
+    p = plan(workloads=["quadratic"], optimizers=["sgd"], schedulers=many, seeds=[0])
+    labels = [c.label for c in p.cells]
+    assert all(len(lb) <= MAX_LABEL_CHARS for lb in labels) and len(set(labels)) == 2
+    assert all("~" in lb for lb in labels)
+    assert all(c.cell_key == cell_key_of(c.config) for c in p.cells)
+    assert short_label("x" * 500, 300) == short_label("x" * 500, 300)
+    assert short_label("abc", 300) == "abc"
+
+
+def test_trial_hashes_equal_the_engines_config_hash() -> None:
+    p = plan(seeds=[0, 1, 7, 2**31 - 1])
+    assert all(t.trial_hash == t.config.config_hash() for t in p.trials)
+    assert len({t.trial_hash for t in p.trials}) == len(p.trials)
+    assert all(t.config.seed == t.seed for t in p.trials)
+
+
+# --- size ---------------------------------------------------------------------------------------
+
+
+def test_total_steps_and_epochs_say_how_big_a_sweep_is() -> None:
+    p = plan(workloads=["quadratic"], budget={"steps": 7})
+    assert p.total_steps == len(p.trials) * 7 == 3 * 2 * 2 * 7
+    assert p.total_epochs == sum(t.params["epochs"] for t in p.trials)
+    tuned = plan(workloads=["quadratic"], budget={"steps": 7},
+                 tuning={"trials_per_cell": 4, "final_seeds": [0, 1, 2]})
+    assert tuned.total_steps == len(tuned.cells) * (4 + 3) * 7
+    assert isinstance(tuned.total_steps, int)
+
+
+def _brute_force_cells(s: Any) -> int:
+    from itertools import product
+
+    axes = [s.workloads, s.optimizers, s.schedulers, s.regularizers]
+    keys = ["workload", "optimizer", "scheduler", "regularizer"]
+    return sum(
+        not any(rule.matches({k: e.name for k, e in zip(keys, combo, strict=True)})
+                for rule in s.exclude)
+        for combo in product(*axes)
+    )
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_cells_are_counted_exactly_by_arithmetic(seed: int) -> None:
+    import random
+
+    from bench_service.sweep.size import count_cells
+
+    rng = random.Random(seed)
+    pool = {"workloads": ["quadratic", "linreg", "rosenbrock"],
+            "optimizers": ["sgd", "adam", "yogi", "lion"],
+            "schedulers": ["constant", "cosine", "step"],
+            "regularizers": ["none", "l2", "l1"]}
+    data: dict[str, Any] = {"name": "c", "seeds": [0]}
+    for axis, names in pool.items():
+        chosen = rng.sample(names, rng.randint(1, len(names)))
+        data[axis] = chosen
+    rules = []
+    for _ in range(rng.randint(0, 4)):
+        rule = {axis[:-1]: rng.choice(data[axis]) for axis in pool if rng.random() < 0.5}
+        if rule:
+            rules.append(rule)
+    data["exclude"] = rules
+    from bench_service.sweep.spec import SweepSpec
+
+    s = SweepSpec.model_validate(data)
+    assert count_cells(s) == _brute_force_cells(s)
+
+
+def test_sweeps_over_the_trial_limit_are_refused_with_the_count_and_limit(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from bench_service.sweep.spec import SweepSpec
+
+    big = spec(seeds=list(range(50)), workloads=["quadratic"])  # 3 x 2 x 50 = 300 trials
+    assert len(plan_sweep(parse_spec(big)).trials) == 300
+    with pytest.raises(SpecError) as info:
+        parse_spec({**big, "max_trials": 299})
+    assert info.value.field == "max_trials"
+    assert "300 trials" in info.value.message and "299" in info.value.message
+    monkeypatch.setenv("BENCH_MAX_TRIALS", "100")
+    with pytest.raises(SpecError, match=r"over the limit of 100 \(\$BENCH_MAX_TRIALS\)"):
+        parse_spec(big)
+    assert len(plan_sweep(parse_spec({**big, "max_trials": 300})).trials) == 300  # spec wins
+    monkeypatch.setenv("BENCH_MAX_TRIALS", "lots")
+    with pytest.raises(SpecError, match="BENCH_MAX_TRIALS must be a positive integer"):
+        parse_spec(big)
+    monkeypatch.delenv("BENCH_MAX_TRIALS")
+    # The planner counts before it builds: 4.4 x 10^9 trials are refused, not planned.
+    huge = SweepSpec.model_validate({**big, "seeds": list(range(100_000)),
+                                     "optimizers": [{"name": "sgd", "params": {"lr": i + 1}}
+                                                    for i in range(2000)],
+                                     "tuning": {"trials_per_cell": 10**6}})
+    with pytest.raises(SpecError, match="4,400,000,000 trials"):
+        plan_sweep(huge)
+
+
+def test_max_trials_does_not_change_the_spec_hash() -> None:
+    a = plan(workloads=["quadratic"])
+    b = plan(workloads=["quadratic"], max_trials=1000)
+    assert a.spec_hash == b.spec_hash and b.spec_dict["max_trials"] == 1000

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -157,7 +159,7 @@ def test_unknown_optimizer_suggests_the_closest() -> None:
         (spec(batch_size=2.5), "batch_size", "integer"),
         (spec(device="gpu"), "device", "'cuda:N'"),
         (spec(device="cuda"), "resources.gpus_per_trial", "GPU share"),
-        (spec(resources={"cpus_per_trial": 0}), "resources.cpus_per_trial", "> 0"),
+        (spec(resources={"cpus_per_trial": 0}), "resources.cpus_per_trial", ">= 0.01"),
         (spec(resources={"gpus_per_trial": 1.5}), "resources.gpus_per_trial", "whole number"),
         (spec(resources={"max_retries": -1}), "resources.max_retries", ">= 0"),
         (spec(skip_incompatible="yes"), "skip_incompatible", "true or false"),
@@ -258,3 +260,64 @@ def test_top_level_must_be_a_mapping(text: str) -> None:
 
 def test_non_mapping_data_is_rejected() -> None:
     assert error_of(["not", "a", "mapping"]).field == "spec"
+
+
+# --- objectives a workload reports -------------------------------------------------------------
+
+
+def test_objective_may_be_any_metric_every_workload_reports() -> None:
+    s = parse_spec(spec(workloads=["char_lm"], optimizers=["adam"],
+                        tuning={"trials_per_cell": 2, "objective": {"metric": "val_perplexity"}}))
+    assert s.tuning is not None and s.tuning.objective.mode == "min"
+    acc = parse_spec(spec(workloads=["mlp_digits"],
+                          tuning={"trials_per_cell": 2, "objective": {"metric": "val_accuracy"}}))
+    assert acc.tuning is not None and acc.tuning.objective.mode == "max"
+    err = error_of(spec(workloads=["char_lm", "quadratic"],
+                        tuning={"trials_per_cell": 2, "objective": {"metric": "val_perplexity"}}))
+    assert err.field == "tuning.objective.metric"
+    assert "workloads[1] (quadratic) does not report 'val_perplexity'" in err.message
+
+
+# --- layering --------------------------------------------------------------------------------
+
+
+def test_the_sweep_package_has_no_import_cycles() -> None:
+    """Every ``bench_service.sweep`` module's imports of its siblings, function-level ones
+    included, form no cycle (``spec`` and ``checks`` once imported each other)."""
+    import ast
+
+    folder = Path(__file__).resolve().parents[2] / "bench_service" / "sweep"
+    graph: dict[str, set[str]] = {}
+    for path in folder.glob("*.py"):
+        mod = f"bench_service.sweep.{path.stem}"
+        deps: set[str] = set()
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                deps.add(node.module)
+            elif isinstance(node, ast.Import):
+                deps.update(a.name for a in node.names)
+        graph[mod] = {d for d in deps if d.startswith("bench_service.sweep.")}
+    graph.pop("bench_service.sweep.__init__", None)
+
+    def reach(start: str) -> set[str]:
+        seen: set[str] = set()
+        todo = list(graph.get(start, ()))
+        while todo:
+            m = todo.pop()
+            if m not in seen:
+                seen.add(m)
+                todo.extend(graph.get(m, ()))
+        return seen
+
+    cycles = sorted(m for m in graph if m in reach(m))
+    assert not cycles, cycles
+
+
+def test_spec_module_imports_no_registry_nor_torch() -> None:
+    heavy = ("torch", "ray", "optuna", "sqlalchemy", "bench_service.sweep.checks")
+    code = ("import sys, bench_service.sweep.spec, bench_service.sweep.yaml_io;"
+            f"bad = [m for m in {heavy!r} if m in sys.modules];"
+            "print(bad); sys.exit(1 if bad else 0)")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stdout + done.stderr
