@@ -14,8 +14,8 @@ import pandas as pd
 import pytest
 from _apptest import chart_data, figures, no_exception, open_page, plotly_values
 
-from dashboard.palette import color_of
-from dashboard.smoothing import ema
+from bench_service.dashboard.palette import color_of
+from bench_service.dashboard.smoothing import ema
 
 PAGES = ["sweeps", "convergence", "leaderboard", "tuning", "trial"]
 MakeApp = Callable[..., Any]
@@ -280,7 +280,7 @@ def test_tuning_page(make_app: MakeApp, db_copy: str) -> None:
     store.close()
     at.run()  # the sweep's fingerprint has not changed, but the cache key's TTL is short
     if "importance" not in at.session_state["bench.chart_data"]:
-        from dashboard import data
+        from bench_service.dashboard import data
 
         data.importance.clear()
         data.cells.clear()

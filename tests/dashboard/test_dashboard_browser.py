@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from dashboard.screenshots import PAGES, capture_pages, dashboard_server
+from bench_service.dashboard.screenshots import PAGES, capture_pages, dashboard_server
 
 EXPECTED = {
     "sweeps": "Sweeps", "convergence": "Convergence", "leaderboard": "Ranking per workload",

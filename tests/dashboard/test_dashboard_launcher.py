@@ -10,15 +10,16 @@ import pytest
 from bench_service import dashboard_launcher as launcher
 from bench_service.cli import main as bench
 
-REPO = Path(__file__).resolve().parents[2]
+APP = Path(__file__).resolve().parents[2] / "bench_service" / "dashboard" / "app.py"
 
 
-def test_app_is_found_next_to_the_package() -> None:
-    assert launcher.app_path() == REPO / "dashboard" / "app.py"
+def test_app_ships_inside_the_package() -> None:
+    assert launcher.app_path() == APP
+    assert (APP.parent / "views" / "trial.py").is_file()
 
 
 def test_command_is_headless_local_and_private() -> None:
-    cmd = launcher.streamlit_command(REPO / "dashboard" / "app.py", "127.0.0.1", 8765)
+    cmd = launcher.streamlit_command(APP, "127.0.0.1", 8765)
     assert cmd[:4] == [sys.executable, "-m", "streamlit", "run"]
     flags = dict(zip(cmd[5::2], cmd[6::2], strict=True))
     assert flags["--server.address"] == "127.0.0.1" and flags["--server.port"] == "8765"
@@ -32,7 +33,7 @@ def test_missing_app_exits_2_with_a_message(
 ) -> None:
     monkeypatch.setattr(launcher, "app_path", lambda: None)
     assert bench(["dashboard", "--db", "x.db"]) == 2
-    assert "dashboard/app.py" in capsys.readouterr().err
+    assert "bench_service/dashboard/app.py" in capsys.readouterr().err
 
 
 def test_bad_port_and_bad_url_exit_2(

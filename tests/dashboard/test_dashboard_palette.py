@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from dashboard.palette import REGISTRY_ORDER, color_map, color_of, dash_of
+from bench_service.dashboard.palette import REGISTRY_ORDER, color_map, color_of, dash_of
 
 
 def test_mirror_equals_the_registries() -> None:

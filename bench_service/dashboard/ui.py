@@ -73,7 +73,7 @@ def no_sweeps(url_display: str) -> None:
 def stop_without_sweep(ctx: Any) -> None:
     """Show the empty state and end the page when there is no sweep to show."""
     if ctx.sweep is None:
-        from dashboard import data
+        from bench_service.dashboard import data
 
         no_sweeps(data.display_url(ctx.url))
         st.stop()

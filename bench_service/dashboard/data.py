@@ -221,7 +221,7 @@ def spec(url: str, name: str, fp: str) -> dict[str, Any]:
 @st.cache_data(ttl=LONG_TTL, max_entries=32, show_spinner=False)
 def leaderboard(url: str, sweep_id: int, fp: str, objective: str, mode: str) -> pd.DataFrame:
     """``analysis.leaderboard`` of the sweep's ranked trials (cached: 0.2 s per 1,000)."""
-    from dashboard import analysis
+    from bench_service.dashboard import analysis
 
     ranked, _ = analysis.ranked_trials(trials(url, sweep_id, fp))
     return analysis.leaderboard(ranked, objective, mode)
@@ -230,7 +230,7 @@ def leaderboard(url: str, sweep_id: int, fp: str, objective: str, mode: str) -> 
 @st.cache_data(ttl=LONG_TTL, max_entries=16, show_spinner=False)
 def time_to_target(url: str, sweep_id: int, fp: str) -> pd.DataFrame:
     """``analysis.time_to_target`` of the sweep's ranked trials (cached)."""
-    from dashboard import analysis
+    from bench_service.dashboard import analysis
 
     ranked, _ = analysis.ranked_trials(trials(url, sweep_id, fp))
     return analysis.time_to_target(ranked)

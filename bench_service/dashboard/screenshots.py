@@ -2,7 +2,8 @@
 
 Used by the browser test (``tests/dashboard``) and to make the README's screenshots::
 
-    python -m dashboard.screenshots --db bench.db --sweep quickstart --out docs/screenshots
+    python -m bench_service.dashboard.screenshots --db bench.db --sweep quickstart \
+        --out docs/screenshots
 
 Streamlit pages are filled in over a websocket after the HTML loads, so a plain
 ``chromium --screenshot`` catches an empty page. Chromium is therefore driven through the
@@ -226,23 +227,43 @@ class Chromium:
 
 
 @contextlib.contextmanager
-def dashboard_server(db: str, port: int | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """Run ``bench dashboard --db DB`` on a free port; yields its base URL."""
+def dashboard_server(
+    db: str,
+    port: int | None = None,
+    timeout: float = 60.0,
+    *,
+    args: Sequence[str] = (),
+    bench: Sequence[str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    log: Path | None = None,
+) -> Iterator[str]:
+    """Run ``bench dashboard --db DB`` on a free port; yields its base URL (on 127.0.0.1).
+
+    Args:
+        args: More ``bench dashboard`` options (``--host``, ``--token``).
+        bench: The command to run instead of this interpreter's ``bench_service.cli`` (an
+            installed ``bench`` script, e.g. of a fresh virtual environment).
+        env, cwd: The child's environment and working directory (default: this process's).
+        log: A file that receives the command's output (else a temporary one).
+    """
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
+    command = list(bench) if bench is not None else [sys.executable, "-m", "bench_service.cli"]
+    with contextlib.ExitStack() as stack:
+        out = (stack.enter_context(log.open("w+b")) if log is not None
+               else stack.enter_context(tempfile.TemporaryFile()))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench_service.cli", "dashboard", "--db", db, "--port",
-             str(port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [*command, "dashboard", "--db", db, "--port", str(port), *args],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd,
         )
         try:
             try:
                 wait_http(f"{base}/_stcore/health", timeout)
             except TimeoutError:
-                log.seek(0)
+                out.seek(0)
                 raise RuntimeError(
-                    f"bench dashboard did not start:\n{log.read().decode()}") from None
+                    f"bench dashboard did not start:\n{out.read().decode()}") from None
             yield base
         finally:
             with contextlib.suppress(ProcessLookupError):

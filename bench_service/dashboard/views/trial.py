@@ -12,7 +12,7 @@ import json
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, labels, state, ui
+from bench_service.dashboard import charts, data, labels, state, ui
 
 
 def _trial_label(row: pd.Series) -> str:

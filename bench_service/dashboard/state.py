@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
+from bench_service.dashboard import data
 
 T = TypeVar("T")
 

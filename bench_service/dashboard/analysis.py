@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from bench_service.dashboard.labels import lower_is_better, metric_label
 from bench_service.sweep.stats import performance_profile, ranks, summarize
-from dashboard.labels import lower_is_better, metric_label
 
 AXES = ("workload", "optimizer", "scheduler", "regularizer")
 CELL_AXES = ("optimizer", "scheduler", "regularizer")

@@ -16,7 +16,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.palette import DASHES, DIVERGED_COLOR, STATUS_COLORS, color_of, dash_of
+from bench_service.dashboard.palette import (
+    DASHES,
+    DIVERGED_COLOR,
+    STATUS_COLORS,
+    color_of,
+    dash_of,
+)
 
 #: Marker symbols (the schedule, where colour is the optimizer and lines are not drawn).
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "star")

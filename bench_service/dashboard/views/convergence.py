@@ -14,9 +14,9 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, labels, state, ui
-from dashboard.palette import color_of, dash_of
-from dashboard.smoothing import smooth_columns
+from bench_service.dashboard import charts, data, labels, state, ui
+from bench_service.dashboard.palette import color_of, dash_of
+from bench_service.dashboard.smoothing import smooth_columns
 
 AXES = ("workload", "optimizer", "scheduler", "regularizer")
 GROUPS = ("optimizer", "scheduler", "regularizer", "workload", "cell")

@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, charts, data, state, ui
-from dashboard.palette import REGISTRY_ORDER
+from bench_service.dashboard import analysis, charts, data, state, ui
+from bench_service.dashboard.palette import REGISTRY_ORDER
 
 TAU_MAX = (1.5, 2.0, 3.0, 5.0, 10.0, 100.0)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 import streamlit as st
 
-from dashboard import analysis, charts, data, state, ui
+from bench_service.dashboard import analysis, charts, data, state, ui
 
 
 def main() -> None:

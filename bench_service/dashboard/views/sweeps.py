@@ -12,8 +12,8 @@ from datetime import datetime, timezone
 import pandas as pd
 import streamlit as st
 
+from bench_service.dashboard import charts, data, labels, state, ui
 from bench_service.store import TRIAL_STATUSES
-from dashboard import charts, data, labels, state, ui
 
 #: Seconds between refreshes while a sweep runs.
 REFRESH_S = 5
