@@ -122,30 +122,37 @@ def bands_and_lr(
     sweep_id: int,
     fp: str,
     *,
-    metric: dict[str, Any],
+    metric: dict[str, Any] | None,
     lr: dict[str, Any] | None,
     x: str,
     group_by: tuple[str, ...],
     filters: FilterKey,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """A metric's bands and, when asked, the learning rate's, queried at the same time.
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """A metric's bands and, when asked, every run's learning rate, queried at once.
 
-    ``metric``/``lr`` hold ``name, scope, max_points, x_max, points_per_run``. The two
-    aggregates are independent scans, so they run on two connections in parallel (SQLite
-    in WAL mode and PostgreSQL both serve concurrent readers), which is what keeps the
-    Convergence page of a 1,000-run sweep under 2 s.
+    ``metric``/``lr`` hold ``name, scope, max_points, x_max, points_per_run``. The learning
+    rate is read per run (``run_curves``), not averaged: the mean of two schedules is a
+    schedule no run used. The two reads are independent scans, so they run on two
+    connections in parallel (SQLite in WAL mode and PostgreSQL both serve concurrent
+    readers), which is what keeps the Convergence page of a 1,000-run sweep under 2 s.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(spec: dict[str, Any]) -> pd.DataFrame:
+    def bands(spec: dict[str, Any]) -> pd.DataFrame:
         return q.curve_bands(store(url), sweep_id, x=x, group_by=group_by,
                              filters=_axis_filters(filters), **spec)
 
+    def per_run(spec: dict[str, Any]) -> pd.DataFrame:
+        return q.run_curves(store(url), sweep_id, x=x, filters=_axis_filters(filters), **spec)
+
     if lr is None:
-        return one(metric), None
+        return (bands(metric) if metric is not None else None), None
+    if metric is None:
+        return None, per_run(lr)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        main, lr_frame = pool.map(one, (metric, lr))
-    return main, lr_frame
+        main = pool.submit(bands, metric)
+        lr_frame = pool.submit(per_run, lr)
+        return main.result(), lr_frame.result()
 
 
 @st.cache_data(ttl=LONG_TTL, max_entries=64, show_spinner=False)

@@ -1,4 +1,4 @@
-"""Read-only queries behind the Streamlit dashboard (``dashboard/`` at the repository root).
+"""Read-only queries behind the Streamlit dashboard (``bench_service/dashboard``).
 
 The dashboard must stay fast on big sweeps (1,000 trials × 200 points per metric), so the
 heavy lifting happens in the database, not in pandas:
@@ -45,7 +45,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.functions import FunctionElement
 
 from bench_service.store._frames import METRICS, SWEEPS, TRIALS, AxisFilters
-from bench_service.store.entities import SCOPES, TRIAL_STATUSES, TRIAL_TERMINAL
+from bench_service.vocab import AXES, SCOPES, TRIAL_ENDED, TRIAL_STATUSES
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -55,6 +55,7 @@ if TYPE_CHECKING:
 __all__ = [
     "AXES",
     "GROUPABLE",
+    "MAX_ID",
     "X_AXES",
     "AxisFilters",
     "bucket_width",
@@ -73,8 +74,6 @@ __all__ = [
     "tuned_cells",
 ]
 
-#: The four axes of a grid cell.
-AXES: tuple[str, ...] = ("workload", "optimizer", "scheduler", "regularizer")
 #: Trial columns a curve may be grouped by (the allow-list for identifiers).
 GROUPABLE: tuple[str, ...] = (*AXES, "seed", "role", "status")
 #: Metric columns a curve may be drawn against.
@@ -578,13 +577,21 @@ def divergence_points(
     return _numeric(frame, ("seed", "diverged_step", "step", "epoch", "wall_time", "value"))
 
 
+#: The largest trial id worth asking for: ids are 32-bit ``INTEGER`` on PostgreSQL (a larger
+#: bound parameter is an error there, and beyond 2⁶³ on SQLite), so larger ones exist nowhere.
+MAX_ID = 2**31 - 1
+
+
 def trial_detail(source: Store | Engine, trial_id: int) -> dict[str, Any] | None:
-    """One trial's row as a plain dict (every column the database has), or ``None``.
+    """One trial's row as a plain dict (every column the database has), or ``None`` (also for
+    an id outside ``1..MAX_ID``, which no trial can have).
 
     Unlike ``Store.trial`` this reads databases of older schema revisions too (the dashboard
     never migrates what it shows): columns a revision added are simply absent from the dict.
     The ``sweep`` key holds the sweep's name.
     """
+    if not isinstance(trial_id, int) or not 1 <= trial_id <= MAX_ID:
+        return None
     with _engine(source).connect() as conn:
         present = _existing_columns(conn, TRIALS.name) or set()
         columns = [c for c in TRIALS.c if c.name in present]
@@ -705,4 +712,4 @@ def cell_importance(source: Store | Engine, sweep_id: int) -> pd.DataFrame | Non
 
 def finished_statuses() -> tuple[str, ...]:
     """Trial statuses that ended an attempt, in lifecycle order (for progress bars)."""
-    return tuple(s for s in TRIAL_STATUSES if s in TRIAL_TERMINAL)
+    return tuple(s for s in TRIAL_STATUSES if s in TRIAL_ENDED)
