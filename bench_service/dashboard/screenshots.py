@@ -30,7 +30,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,11 +98,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    """Wait until ``url`` answers 200 (e.g. Streamlit's ``/_stcore/health``)."""
+def wait_http(
+    url: str, timeout: float = 60.0, alive: Callable[[], bool] | None = None
+) -> None:
+    """Wait until ``url`` answers 200 (e.g. Streamlit's ``/_stcore/health``); give up early
+    when ``alive()`` says the server process has exited."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise TimeoutError(f"the server exited before {url} answered")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -259,7 +264,7 @@ def dashboard_server(
         )
         try:
             try:
-                wait_http(f"{base}/_stcore/health", timeout)
+                wait_http(f"{base}/_stcore/health", timeout, alive=lambda: proc.poll() is None)
             except TimeoutError:
                 out.seek(0)
                 raise RuntimeError(
