@@ -26,10 +26,18 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A fresh venv with bench-service installed from a copy of the source tree."""
     base = tmp_path_factory.mktemp("wheel")
     venv = base / "venv"
-    made = subprocess.run([sys.executable, "-m", "venv", "--system-site-packages", str(venv)],
-                          capture_output=True, text=True, timeout=300)
-    if made.returncode != 0 or not (venv / "bin" / "pip").exists():
+    # Without its own pip and setuptools: Python's bundled ones are old (a setuptools without
+    # bdist_wheel), while the system's (visible through --system-site-packages) build wheels.
+    made = subprocess.run(
+        [sys.executable, "-m", "venv", "--system-site-packages", "--without-pip", str(venv)],
+        capture_output=True, text=True, timeout=300)
+    python = venv / "bin" / "python"
+    if made.returncode != 0 or not python.exists():
         pytest.skip(f"cannot create a virtual environment here: {made.stderr[-300:]}")
+    has_pip = subprocess.run([str(python), "-m", "pip", "--version"], capture_output=True,
+                             timeout=120)
+    if has_pip.returncode != 0:
+        pytest.skip("no pip visible to a virtual environment (pip is not installed)")
     src = base / "src"
     src.mkdir()
     for name in ("pyproject.toml", "README.md"):
@@ -37,7 +45,7 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> Path:
     shutil.copytree(ROOT / "bench_service", src / "bench_service",
                     ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
     installed = subprocess.run(
-        [str(venv / "bin" / "pip"), "install", "--no-deps", "--no-build-isolation",
+        [str(python), "-m", "pip", "install", "--no-deps", "--no-build-isolation",
          "--no-index", "--quiet", str(src)],
         capture_output=True, text=True, timeout=600, cwd=base)
     assert installed.returncode == 0, installed.stdout[-2000:] + installed.stderr[-2000:]
