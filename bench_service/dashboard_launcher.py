@@ -78,6 +78,20 @@ def _where(host: str, port: int) -> str:
     return url
 
 
+def _missing_sqlite_file(url: str) -> Path | None:
+    """The file of a SQLite URL when it does not exist (``None`` otherwise, and for other
+    databases, in-memory ones and ``file:`` URIs)."""
+    from sqlalchemy.engine import make_url
+
+    parsed = make_url(url)
+    database = parsed.database or ""
+    if parsed.get_backend_name() != "sqlite" or database in ("", ":memory:") \
+            or database.startswith("file:") or parsed.query.get("uri"):
+        return None
+    path = Path(database)
+    return None if path.exists() else path
+
+
 def streamlit_command(app: Path, host: str, port: int) -> list[str]:
     """The ``streamlit run`` command line (without the database, see the module docstring).
 
@@ -150,6 +164,10 @@ def launch(
                       "print(secrets.token_urlsafe())'`")
     url = resolve_url(db)
     make_engine(url).dispose()  # a malformed URL or a missing driver: StoreError, exit 2 now
+    missing = _missing_sqlite_file(url)
+    if missing is not None:  # a viewer never creates a database (a typo would look empty)
+        return _error(f"the database file {str(missing)[:200]} does not exist; "
+                      "`bench run SPEC --db ...` creates it")
     env = dict(os.environ)
     env[ENV_VAR] = url
     env.pop(TOKEN_ENV, None)
