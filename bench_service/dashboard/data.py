@@ -19,9 +19,8 @@ import streamlit as st
 
 from bench_service.store import Store, StoreError, mask_url, resolve_url
 from bench_service.store import dashboard_queries as q
+from bench_service.store.db import ENV_VAR  # the database's variable, set by bench dashboard
 
-#: Environment variable naming the database (set by ``bench dashboard``).
-ENV_VAR = "BENCH_DB_URL"
 #: Seconds the sweep list and fingerprints are reused: how live a running sweep looks.
 SHORT_TTL = 3
 #: Seconds results keyed by a fingerprint are kept (new data changes the key anyway).
