@@ -130,7 +130,8 @@ def bands_and_lr(
     """A metric's bands and, when asked, every run's learning rate, queried at once.
 
     ``metric``/``lr`` hold ``name, scope, max_points, x_max, points_per_run``. The learning
-    rate is read per run (``run_curves``), not averaged: the mean of two schedules is a
+    rate is read per run (``run_curves``: ``trial_id, bucket, x, value``; the caller joins
+    the trials' columns), not averaged: the mean of two schedules is a
     schedule no run used. The two reads are independent scans, so they run on two
     connections in parallel (SQLite in WAL mode and PostgreSQL both serve concurrent
     readers), which is what keeps the Convergence page of a 1,000-run sweep under 2 s.
@@ -142,7 +143,8 @@ def bands_and_lr(
                              filters=_axis_filters(filters), **spec)
 
     def per_run(spec: dict[str, Any]) -> pd.DataFrame:
-        return q.run_curves(store(url), sweep_id, x=x, filters=_axis_filters(filters), **spec)
+        return q.run_curves(store(url), sweep_id, x=x, filters=_axis_filters(filters),
+                            axes=False, **spec)
 
     if lr is None:
         return (bands(metric) if metric is not None else None), None

@@ -505,3 +505,22 @@ def test_cis_stay_within_the_metric_range(make_app: MakeApp, dash_db: str) -> No
         assert values.min() - 1e-12 <= row.ci_low <= row.mean <= row.ci_high \
             <= values.max() + 1e-12
     assert "n" in at.dataframe[0].value.columns
+
+
+def test_token_is_asked_once_per_session_and_dropped_from_the_address(
+    make_app: MakeApp, dash_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    token = "app-test-token-0123456789"
+    monkeypatch.setenv("BENCH_DASHBOARD_TOKEN", token)
+    locked = make_app(dash_db, sweep="grid").run()
+    no_exception(locked)
+    assert "needs its access token" in texts(locked.error)
+    assert not locked.get("plotly_chart") and not locked.sidebar.selectbox  # nothing shown
+    wrong = make_app(dash_db, token="wrong-token-wrong-token").run()
+    assert "was wrong" in texts(wrong.error) and "wrong-token" not in texts(wrong.error)
+    at = make_app(dash_db, sweep="grid", token=token).run()
+    no_exception(at)
+    assert not at.error and "token" not in at.query_params
+    at = open_page(at, "leaderboard")  # the session stays open without the token
+    no_exception(at)
+    assert not at.error and at.get("plotly_chart")

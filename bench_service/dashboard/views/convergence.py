@@ -272,9 +272,12 @@ def main() -> None:
         plotted = lines[["facet", "line", "x", "y", "lo", "hi", "n"]].assign(
             raw_mean=smoothed["mean"].to_numpy())
     # Every distinct LR curve of the chosen runs, drawn as it was (never a mean of them).
-    lr_frame = None if lr_raw is None else crowd(analysis.distinct_curves(
-        style(lr_raw.rename(columns={"value": "y"}), group, cols, facet, chosen)), group,
-        crowded)
+    lr_frame = None
+    if lr_raw is not None:
+        lr_runs = lr_raw.rename(columns={"value": "y"}).merge(
+            chosen[["trial_id", *AXES, "seed", "status"]], on="trial_id")
+        lr_frame = crowd(analysis.distinct_curves(style(lr_runs, group, cols, facet, chosen)),
+                         group, crowded)
 
     div = data.divergence(url, sid, fp, name=name, scope=scope, filters=fkey)
     marks: pd.DataFrame | None = None
