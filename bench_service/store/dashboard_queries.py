@@ -533,7 +533,8 @@ def run_curves(
         import numpy as np
         import pandas as pd
 
-        arr = np.array(rows, dtype="float64").reshape(-1, 4)
+        # Plain tuples first: NumPy reading SQLAlchemy rows goes through their key lookups.
+        arr = np.array([tuple(r) for r in rows], dtype="float64").reshape(-1, 4)
         return pd.DataFrame({"trial_id": arr[:, 0].astype("int64"),
                              "bucket": arr[:, 1].astype("int64"), "x": arr[:, 2],
                              "value": arr[:, 3]})
