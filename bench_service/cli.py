@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
     _db_arg(dash)
     dash.add_argument("--host", default="127.0.0.1")
     dash.add_argument("--port", type=int, default=8501)
+    dash.add_argument("--token", default=None,
+                      help="access token the app asks for (?token=...); required with a "
+                      "non-loopback --host (default: $BENCH_DASHBOARD_TOKEN)")
     return parser
 
 
@@ -398,7 +401,7 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     Store.open_existing(args.db).close()
     from bench_service.dashboard_launcher import launch
 
-    return launch(args.db, host=args.host, port=args.port)
+    return launch(args.db, host=args.host, port=args.port, token=args.token)
 
 
 _HANDLERS = {

@@ -278,7 +278,8 @@ def render_pages(url: str, name: str) -> dict[str, tuple[float, float]]:
     ]
     out: dict[str, tuple[float, float]] = {}
     for label, page, params in views:
-        at = AppTest.from_file(str(root / "dashboard" / "app.py"), default_timeout=120)
+        app = root / "bench_service" / "dashboard" / "app.py"
+        at = AppTest.from_file(str(app), default_timeout=120)
         at.query_params["sweep"] = name
         at.run()  # the entry page, to be able to switch
         for key, value in params.items():

@@ -1,8 +1,16 @@
 """The leaderboard: per cell, the best config and how well it does across seeds.
 
 For a tuned sweep the seeds are the cell's final runs of its best config; for a plain grid
-they are the grid's seeds. Each cell gets mean ± std and a 95% Student-t confidence interval
-of the objective, and its rank among the cells of its workload.
+they are the grid's seeds. Each cell gets mean ± std and a 95% bootstrap percentile
+confidence interval of the objective (it stays within the seeds' range: a loss interval never
+goes below zero), ``n``, the number of finite values they rest on, and its rank among the
+cells of its workload.
+
+A workload is what the trial's ``workload`` column says: the planner stores a readable label
+there (``quadratic`` with default parameters, ``quadratic(condition=10)`` otherwise), so two
+configurations of one registered workload are two problems, ranked apart. The tuning
+columns are the tuner's own counts (``bench_cells``), what the budget counts, not the number
+of tuning rows (a trial lost in a crash and run again is one trial of the budget).
 """
 
 from __future__ import annotations
@@ -13,13 +21,14 @@ from typing import TYPE_CHECKING, Any
 import pandas as pd
 
 from bench_service.sweep.stats import ranks, summarize
+from bench_service.vocab import TUNED_AXES, metric_mode
 
 if TYPE_CHECKING:
     from bench_service.store import Store
 
 BEST_COLUMNS = [
     "rank", "workload", "optimizer", "scheduler", "regularizer", "objective", "mean", "std",
-    "ci95_low", "ci95_high", "n_seeds", "n_diverged", "best_params", "tuning_trials",
+    "ci95_low", "ci95_high", "n", "n_seeds", "n_diverged", "best_params", "tuning_trials",
     "tuning_pruned", "tuning_cpu_seconds", "cell_key",
 ]
 
@@ -34,7 +43,8 @@ def _format_params(params: Any) -> str:
 def _objective(spec: dict[str, Any]) -> tuple[str, str]:
     tuning = spec.get("tuning") or {}
     obj = tuning.get("objective") or {}
-    return obj.get("metric", "val_loss"), obj.get("mode", "min")
+    metric = obj.get("metric", "val_loss")
+    return metric, obj.get("mode") or metric_mode(metric)
 
 
 def _value(row: Any, metric: str, mode: str) -> float:
@@ -48,7 +58,12 @@ def _value(row: Any, metric: str, mode: str) -> float:
 
 
 def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
-    """One row per cell, ranked within each workload by the mean objective over seeds."""
+    """One row per cell, ranked within each workload label by the mean objective over seeds.
+
+    Columns: ``BEST_COLUMNS`` (a plain grid has no ``tuning_*`` ones). ``n`` is how many
+    seeds have a finite objective (what mean, std and CI rest on), ``n_seeds`` how many ran,
+    ``n_diverged`` how many diverged.
+    """
     from bench_service.store import StoreError
 
     info = store.get_sweep(sweep)
@@ -62,11 +77,11 @@ def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
     rows: list[dict[str, Any]] = []
     for key, group in trials.groupby("cell_key", sort=False):
         values = [_value(r, metric, mode) for r in group.itertuples()]
-        s = summarize(values)
+        s = summarize(values, method="bootstrap")
         first = group.iloc[0]
         cell = cells.loc[key] if tuned and key in cells.index else None
         params = cell["best_params"] if cell is not None else {
-            f"{axis}.{k}": v for axis in ("optimizer", "scheduler", "regularizer")
+            f"{axis}.{k}": v for axis in TUNED_AXES
             for k, v in (first["params"].get(axis) or {}).items()
             if v is not None and k != "interval"  # derived or bookkeeping, not a choice
         }
@@ -74,7 +89,7 @@ def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
             "workload": first["workload"], "optimizer": first["optimizer"],
             "scheduler": first["scheduler"], "regularizer": first["regularizer"],
             "objective": f"{metric} ({mode})", "mean": s.mean, "std": s.std,
-            "ci95_low": s.ci_low, "ci95_high": s.ci_high, "n_seeds": s.n,
+            "ci95_low": s.ci_low, "ci95_high": s.ci_high, "n": s.n, "n_seeds": len(group),
             "n_diverged": int((group["status"] == "diverged").sum()),
             "best_params": _format_params(params),
             "tuning_trials": int(cell["n_tuning"]) if cell is not None else None,

@@ -86,7 +86,7 @@ def test_tuned_sweep_gives_every_cell_the_same_budget(
         ranked = sorted(r["rank"] for r in rows if r["workload"] == workload)
         assert ranked[0] == 1 and len(ranked) == 6
     top = next(r for r in rows if r["workload"] == "linreg" and r["rank"] == 1)
-    assert top["n_seeds"] + top["n_diverged"] == len(FINAL_SEEDS)
+    assert top["n"] + top["n_diverged"] == top["n_seeds"] == len(FINAL_SEEDS)
     assert top["ci95_low"] <= top["mean"] <= top["ci95_high"]
     assert "optimizer.lr=" in top["best_params"]
     if backend == "sqlite":

@@ -155,6 +155,32 @@ def build_running(store: Store) -> int:
     return sweep.id
 
 
+#: One registered workload in two configurations: two problems, ranked apart.
+LABELS_SPEC: dict[str, Any] = {
+    "name": "labels",
+    "workloads": ["quadratic", {"name": "quadratic", "params": {"condition": 10}}],
+    "optimizers": ["sgd", "adam"],
+    "schedulers": ["constant"],
+    "seeds": [0, 1],
+    "budget": {"epochs": 2},
+}
+
+
+def workload_label(t: PlannedTrial) -> str:
+    """``quadratic`` / ``quadratic(condition=10)``: the label the planner stores in a trial's
+    ``workload`` column (the workload part of the planned cell label; set here too, so the
+    tests do not depend on which planner revision runs)."""
+    return t.label.split("/", 1)[0]
+
+
+def build_labels(store: Store) -> int:
+    """The ``labels`` sweep: ``quadratic`` and ``quadratic(condition=10)`` × sgd, adam × 2
+    seeds (8 real trials), each trial's ``workload`` column holding its label."""
+    plan = plan_sweep(parse_spec(LABELS_SPEC))
+    planned = [(replace(t, workload=workload_label(t)), "grid", None) for t in plan.trials]
+    return store_plan(store, "labels", planned, plan.spec_dict)
+
+
 def _log10(x: float) -> float:
     import math
 
@@ -179,7 +205,7 @@ def build_all(url: str, which: Iterable[str] = ("grid", "tuned", "live")) -> str
     store = Store(url)
     try:
         builders = {"grid": build_grid, "tuned": build_tuned, "live": build_running,
-                    "quickstart": build_quickstart}
+                    "labels": build_labels, "quickstart": build_quickstart}
         for name in which:
             builders[name](store)
     finally:

@@ -18,14 +18,11 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
-if str(REPO) not in sys.path:  # ``import dashboard`` (the app's package at the repo root)
-    sys.path.insert(0, str(REPO))
 HERE = str(Path(__file__).resolve().parent)
 if HERE not in sys.path:
     sys.path.insert(0, HERE)
 
-APP = REPO / "dashboard" / "app.py"
+APP = Path(__file__).resolve().parents[2] / "bench_service" / "dashboard" / "app.py"
 
 
 @pytest.fixture(scope="session")
@@ -76,7 +73,7 @@ def make_app(monkeypatch: pytest.MonkeyPatch) -> Callable[..., Any]:
 @pytest.fixture(scope="session")
 def chromium() -> str:
     """A Chromium binary; installed with apt-get when missing and possible, else skip."""
-    from dashboard.screenshots import find_chromium
+    from bench_service.dashboard.screenshots import find_chromium
 
     binary = find_chromium()
     if binary is None and shutil.which("apt-get") and os.geteuid() == 0:

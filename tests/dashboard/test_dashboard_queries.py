@@ -251,3 +251,15 @@ def test_bucket_width() -> None:
     assert q.bucket_width("step", 19990, 200, points_per_run=2000) == 100
     assert q.bucket_width("epoch", None, 200) == 1
     assert q.bucket_width("wall_time", 10.0, 100) == pytest.approx(0.1)
+
+
+@pytest.mark.parametrize("trial_id", [0, -1, 2**31, 2**63, 10**30])
+def test_trial_detail_out_of_range_is_none_on_postgres(pg_url: str, trial_id: int) -> None:
+    """PostgreSQL's 32-bit ids made ``?trial=2147483648`` an error that showed the SQL."""
+    from bench_service.store import Store
+
+    store = Store(pg_url)
+    try:
+        assert q.trial_detail(store, trial_id) is None
+    finally:
+        store.close()

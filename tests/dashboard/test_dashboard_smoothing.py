@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from dashboard.smoothing import ema, smooth_columns
+from bench_service.dashboard.smoothing import ema, smooth_columns
 
 
 def reference(values: list[float], beta: float) -> list[float]:

@@ -50,11 +50,6 @@ def metric_option(name: str, scope: str) -> str:
     return f"{metric_label(name, unit=False)}, {SCOPES.get(scope, scope)}  ·  {name}"
 
 
-def lower_is_better(name: str) -> bool:
-    """Whether smaller values of a metric are better (accuracy is the exception we know)."""
-    return "accuracy" not in name
-
-
 def duration(seconds: float | None) -> str:
     """``3725`` → ``1 h 02 min``; ``42.3`` → ``42 s``; missing → ``""``."""
     if seconds is None or not math.isfinite(seconds):

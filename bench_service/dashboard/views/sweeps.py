@@ -12,13 +12,13 @@ from datetime import datetime, timezone
 import pandas as pd
 import streamlit as st
 
-from bench_service.store import TRIAL_STATUSES
-from dashboard import charts, data, labels, state, ui
+from bench_service.dashboard import charts, data, labels, state, ui
+from bench_service.vocab import TRIAL_ENDED, TRIAL_STATUSES
 
 #: Seconds between refreshes while a sweep runs.
 REFRESH_S = 5
-#: Statuses that count as "done" in the progress bar (the attempt ended).
-DONE = ("completed", "diverged", "failed", "pruned", "cancelled")
+#: Statuses that count as "done" in the progress bar (the attempt ended), in lifecycle order.
+DONE = tuple(s for s in TRIAL_STATUSES if s in TRIAL_ENDED)
 
 
 def overview(sweeps: pd.DataFrame, now: datetime) -> pd.DataFrame:
@@ -33,8 +33,7 @@ def overview(sweeps: pd.DataFrame, now: datetime) -> pd.DataFrame:
         "status": sweeps["status"],
         "progress": (done / total).clip(upper=1.0),
         "trials": sweeps["n_trials"],
-        **{s: sweeps[s] for s in ("completed", "running", "pending", "diverged", "failed",
-                                  "pruned", "cancelled")},
+        **{s: sweeps[s] for s in TRIAL_STATUSES},
         "started": sweeps["started_at"],
         "duration": [labels.duration(s) for s in duration],
         "description": sweeps["description"].fillna(""),

@@ -19,9 +19,8 @@ import streamlit as st
 
 from bench_service.store import Store, StoreError, mask_url, resolve_url
 from bench_service.store import dashboard_queries as q
+from bench_service.store.db import ENV_VAR  # the database's variable, set by bench dashboard
 
-#: Environment variable naming the database (set by ``bench dashboard``).
-ENV_VAR = "BENCH_DB_URL"
 #: Seconds the sweep list and fingerprints are reused: how live a running sweep looks.
 SHORT_TTL = 3
 #: Seconds results keyed by a fingerprint are kept (new data changes the key anyway).
@@ -122,30 +121,39 @@ def bands_and_lr(
     sweep_id: int,
     fp: str,
     *,
-    metric: dict[str, Any],
+    metric: dict[str, Any] | None,
     lr: dict[str, Any] | None,
     x: str,
     group_by: tuple[str, ...],
     filters: FilterKey,
-) -> tuple[pd.DataFrame, pd.DataFrame | None]:
-    """A metric's bands and, when asked, the learning rate's, queried at the same time.
+) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """A metric's bands and, when asked, every run's learning rate, queried at once.
 
-    ``metric``/``lr`` hold ``name, scope, max_points, x_max, points_per_run``. The two
-    aggregates are independent scans, so they run on two connections in parallel (SQLite
-    in WAL mode and PostgreSQL both serve concurrent readers), which is what keeps the
-    Convergence page of a 1,000-run sweep under 2 s.
+    ``metric``/``lr`` hold ``name, scope, max_points, x_max, points_per_run``. The learning
+    rate is read per run (``run_curves``: ``trial_id, bucket, x, value``; the caller joins
+    the trials' columns), not averaged: the mean of two schedules is a
+    schedule no run used. The two reads are independent scans, so they run on two
+    connections in parallel (SQLite in WAL mode and PostgreSQL both serve concurrent
+    readers), which is what keeps the Convergence page of a 1,000-run sweep under 2 s.
     """
     from concurrent.futures import ThreadPoolExecutor
 
-    def one(spec: dict[str, Any]) -> pd.DataFrame:
+    def bands(spec: dict[str, Any]) -> pd.DataFrame:
         return q.curve_bands(store(url), sweep_id, x=x, group_by=group_by,
                              filters=_axis_filters(filters), **spec)
 
+    def per_run(spec: dict[str, Any]) -> pd.DataFrame:
+        return q.run_curves(store(url), sweep_id, x=x, filters=_axis_filters(filters),
+                            axes=False, **spec)
+
     if lr is None:
-        return one(metric), None
+        return (bands(metric) if metric is not None else None), None
+    if metric is None:
+        return None, per_run(lr)
     with ThreadPoolExecutor(max_workers=2) as pool:
-        main, lr_frame = pool.map(one, (metric, lr))
-    return main, lr_frame
+        main = pool.submit(bands, metric)
+        lr_frame = pool.submit(per_run, lr)
+        return main.result(), lr_frame.result()
 
 
 @st.cache_data(ttl=LONG_TTL, max_entries=64, show_spinner=False)
@@ -221,7 +229,7 @@ def spec(url: str, name: str, fp: str) -> dict[str, Any]:
 @st.cache_data(ttl=LONG_TTL, max_entries=32, show_spinner=False)
 def leaderboard(url: str, sweep_id: int, fp: str, objective: str, mode: str) -> pd.DataFrame:
     """``analysis.leaderboard`` of the sweep's ranked trials (cached: 0.2 s per 1,000)."""
-    from dashboard import analysis
+    from bench_service.dashboard import analysis
 
     ranked, _ = analysis.ranked_trials(trials(url, sweep_id, fp))
     return analysis.leaderboard(ranked, objective, mode)
@@ -230,7 +238,7 @@ def leaderboard(url: str, sweep_id: int, fp: str, objective: str, mode: str) -> 
 @st.cache_data(ttl=LONG_TTL, max_entries=16, show_spinner=False)
 def time_to_target(url: str, sweep_id: int, fp: str) -> pd.DataFrame:
     """``analysis.time_to_target`` of the sweep's ranked trials (cached)."""
-    from dashboard import analysis
+    from bench_service.dashboard import analysis
 
     ranked, _ = analysis.ranked_trials(trials(url, sweep_id, fp))
     return analysis.time_to_target(ranked)

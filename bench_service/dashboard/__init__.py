@@ -1,6 +1,9 @@
 """The Streamlit dashboard of bench_service (``bench dashboard``).
 
-``app.py`` is the Streamlit entry point and ``pages/`` holds one script per page; the modules
+It ships inside the package (a wheel install has it); ``bench_service.dashboard_launcher``
+finds ``app.py`` next to this file. Importing this package imports nothing heavy.
+
+``app.py`` is the Streamlit entry point and ``views/`` holds one script per page; the modules
 beside them do one job each and import no Streamlit where they do not need it, so that they
 can be unit-tested without a running app:
 
@@ -9,5 +12,6 @@ can be unit-tested without a running app:
 * ``analysis``: rankings, confidence intervals, profiles and tuning tables (pandas only).
 * ``charts``: Plotly figures; ``palette``: one colour per optimizer/scheduler/regularizer.
 * ``smoothing``: TensorBoard's bias-corrected EMA; ``labels``: names and units.
+* ``auth``: the access token of a dashboard bound beyond loopback.
 * ``screenshots``: drives headless Chromium against a running dashboard (tests, docs).
 """

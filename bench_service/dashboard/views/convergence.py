@@ -4,7 +4,8 @@ Lines are groups of runs (by optimizer, schedule, regularizer, workload or whole
 panels are facets by another axis. The mean across a group's runs is drawn with a min–max or
 ±1 std band; both are computed in SQL on downsampled buckets (``curve_bands``), so 1,000 runs
 cost a few thousand rows. The learning rate of the same runs is drawn in a strip under each
-panel, and every diverged run gets a red ✕ where it blew up.
+panel, run by run (each distinct schedule once, never a mean of schedules), on a log axis
+that shows its values; every diverged run gets a red ✕ where it blew up.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, labels, state, ui
-from dashboard.palette import color_of, dash_of
-from dashboard.smoothing import smooth_columns
+from bench_service.dashboard import analysis, charts, data, labels, state, ui
+from bench_service.dashboard.palette import color_map, dash_map
+from bench_service.dashboard.smoothing import smooth_columns
+from bench_service.vocab import AXES, TUNED_AXES
 
-AXES = ("workload", "optimizer", "scheduler", "regularizer")
 GROUPS = ("optimizer", "scheduler", "regularizer", "workload", "cell")
 FACETS = ("workload", "optimizer", "scheduler", "regularizer", "none")
 BANDS = {"minmax": "min–max", "std": "±1 std", "none": "none"}
@@ -61,15 +62,19 @@ def line_columns(group: str, facet: str | None) -> list[str]:
     """Trial columns whose values make one line: the group axis, or a whole cell (every
     axis but the facet)."""
     if group == "cell":
-        return [a for a in ("optimizer", "scheduler", "regularizer", "workload") if a != facet]
+        return [a for a in (*TUNED_AXES, "workload") if a != facet]
     return [group]
 
 
-def style(frame: pd.DataFrame, group: str, cols: list[str], facet: str | None) -> pd.DataFrame:
+def style(
+    frame: pd.DataFrame, group: str, cols: list[str], facet: str | None,
+    among: pd.DataFrame | None = None,
+) -> pd.DataFrame:
     """Add ``line`` (legend label), ``color``, ``dash`` and ``facet`` columns to a frame.
 
     Computed once per distinct line and joined back: per-row string work is seconds on the
-    40,000 points of a 1,000-run sweep.
+    40,000 points of a 1,000-run sweep. ``among`` (the chart's trials) fixes the colours of
+    names outside the registries, so the curves, the LR strip and the ✕ marks agree.
     """
     keys = list(dict.fromkeys([*cols, *([facet] if facet else []),
                                *(["optimizer", "scheduler"] if group == "cell" else [group])]))
@@ -78,11 +83,15 @@ def style(frame: pd.DataFrame, group: str, cols: list[str], facet: str | None) -
     combos = frame[keys].drop_duplicates().reset_index(drop=True)
     text = combos.astype(str)
     combos["line"] = [" / ".join(row) for row in text[cols].itertuples(index=False)]
+    names = among.astype({c: str for c in keys}) if among is not None else text
     if group == "cell":
-        combos["color"] = [color_of("optimizer", v) for v in text["optimizer"]]
-        combos["dash"] = [dash_of("scheduler", v) for v in text["scheduler"]]
+        colors = color_map("optimizer", [*names["optimizer"], *text["optimizer"]])
+        dashes = dash_map("scheduler", [*names["scheduler"], *text["scheduler"]])
+        combos["color"] = [colors[v] for v in text["optimizer"]]
+        combos["dash"] = [dashes[v] for v in text["scheduler"]]
     else:
-        combos["color"] = [color_of(group, v) for v in text[group]]
+        colors = color_map(group, [*names[group], *text[group]])
+        combos["color"] = [colors[v] for v in text[group]]
         combos["dash"] = "solid"
     combos["facet"] = text[facet] if facet else ""
     return frame.merge(combos, on=keys, how="left", sort=False)
@@ -239,36 +248,43 @@ def main() -> None:
                         trial_ids=tuple(int(i) for i in chosen["trial_id"]),
                         max_points=max_points, x_max=x_max, points_per_run=ppr)
         raw = raw.rename(columns={"value": "y"})
-        runs_frame = style(smooth_columns(raw, ["y"], ["trial_id"], beta), group, cols, facet)
+        runs_frame = style(smooth_columns(raw, ["y"], ["trial_id"], beta), group, cols, facet,
+                           chosen)
         lines = pd.DataFrame(columns=["facet", "line", "color", "dash", "x", "y", "lo", "hi",
                                       "n"])
         plotted = runs_frame[["facet", "line", "trial_id", "seed", "status", "x", "y"]]
         if lr_spec is not None:
-            lr_raw, _ = data.bands_and_lr(url, sid, fp, metric=lr_spec, lr=None, x=x,
+            _, lr_raw = data.bands_and_lr(url, sid, fp, metric=None, lr=lr_spec, x=x,
                                           group_by=by, filters=fkey)
     else:
-        raw, lr_raw = data.bands_and_lr(url, sid, fp, metric=metric_spec, lr=lr_spec, x=x,
-                                        group_by=by, filters=fkey)
-        raw = raw.assign(
-            y=raw["mean"],
-            lo=raw["min"] if band == "minmax" else raw["mean"] - raw["std"]
+        bands, lr_raw = data.bands_and_lr(url, sid, fp, metric=metric_spec, lr=lr_spec, x=x,
+                                          group_by=by, filters=fkey)
+        assert bands is not None
+        raw = bands.assign(
+            y=bands["mean"],
+            lo=bands["min"] if band == "minmax" else bands["mean"] - bands["std"]
             if band == "std" else float("nan"),
-            hi=raw["max"] if band == "minmax" else raw["mean"] + raw["std"]
+            hi=bands["max"] if band == "minmax" else bands["mean"] + bands["std"]
             if band == "std" else float("nan"),
         )
         smoothed = smooth_columns(raw, ["y", "lo", "hi"], list(by), beta)
-        lines = crowd(style(smoothed, group, cols, facet), group, crowded)
+        lines = crowd(style(smoothed, group, cols, facet, chosen), group, crowded)
         plotted = lines[["facet", "line", "x", "y", "lo", "hi", "n"]].assign(
             raw_mean=smoothed["mean"].to_numpy())
-    lr_frame = None if lr_raw is None else crowd(
-        style(lr_raw.assign(y=lr_raw["mean"]), group, cols, facet), group, crowded)
+    # Every distinct LR curve of the chosen runs, drawn as it was (never a mean of them).
+    lr_frame = None
+    if lr_raw is not None:
+        lr_runs = lr_raw.rename(columns={"value": "y"}).merge(
+            chosen[["trial_id", *AXES, "seed", "status"]], on="trial_id")
+        lr_frame = crowd(analysis.distinct_curves(style(lr_runs, group, cols, facet, chosen)),
+                         group, crowded)
 
     div = data.divergence(url, sid, fp, name=name, scope=scope, filters=fkey)
     marks: pd.DataFrame | None = None
     if not div.empty:
         where = {"step": div["diverged_step"], "epoch": div["epoch"],
                  "wall_time": div["wall_time"]}[x]
-        marks = style(div, group, cols, facet).assign(
+        marks = style(div, group, cols, facet, chosen).assign(
             x=where.fillna(div["step"]) if x == "step" else where, y=div["value"],
             text=[f"trial #{t} ({w}/{o}/{s}/{r}, seed {int(sd)}) diverged at step {int(ds)}"
                   if pd.notna(ds) else f"trial #{t} diverged"
@@ -290,7 +306,8 @@ def main() -> None:
     )
     series = [plotted.assign(series=name)]
     if lr_frame is not None:
-        series.append(lr_frame[["facet", "line", "x", "y", "n"]].assign(series="lr"))
+        series.append(lr_frame[["facet", "line", "trial_id", "runs", "x", "y"]].assign(
+            series="lr"))
     if marks is not None:
         series.append(marks[["facet", "line", "trial_id", "x", "y"]].assign(series="diverged"))
     n_runs = len(chosen)

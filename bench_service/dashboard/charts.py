@@ -16,7 +16,13 @@ import pandas as pd
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
-from dashboard.palette import DASHES, DIVERGED_COLOR, STATUS_COLORS, color_of, dash_of
+from bench_service.dashboard.palette import (
+    DASHES,
+    DIVERGED_COLOR,
+    STATUS_COLORS,
+    color_map,
+    dash_map,
+)
 
 #: Marker symbols (the schedule, where colour is the optimizer and lines are not drawn).
 SYMBOLS = ("circle", "square", "diamond", "triangle-up", "cross", "star")
@@ -25,8 +31,10 @@ ROW_HEIGHT, LR_HEIGHT = 380, 150
 _FONT = {"size": 13}
 
 
-def _symbol_index(scheduler: str) -> int:
-    return DASHES.index(dash_of("scheduler", scheduler))
+def _symbols(schedulers: Sequence[object]) -> dict[str, str]:
+    """A marker symbol per schedule (placed as dashes are: registry order first)."""
+    return {name: SYMBOLS[DASHES.index(dash) % len(SYMBOLS)]
+            for name, dash in dash_map("scheduler", schedulers).items()}
 
 
 def rgba(color: str, alpha: float) -> str:
@@ -75,6 +83,41 @@ def joined(
     return np.concatenate(xs)[:-1], np.concatenate(ys)[:-1], texts[:-1]
 
 
+def value_axis(values: pd.Series | Sequence[float] | np.ndarray) -> dict[str, object]:
+    """Y-axis settings for a learning rate (or any positive hyperparameter curve).
+
+    Learning rates differ by decades, so the axis is logarithmic, with its range set from the
+    values (padded) rather than left to Plotly, which spans ±1 around a constant and so
+    draws a constant 0.001 on an axis that reads as 0; ticks are plain numbers (0.001, 5e-05)
+    rather than SI prefixes. Values ≤ 0 (a warm-up from 0) need a linear axis from 0.
+    """
+    arr = np.asarray(values, dtype="float64")
+    arr = arr[np.isfinite(arr)]
+    ticks: dict[str, object] = {"tickformat": ".3~g", "exponentformat": "power"}
+    if arr.size == 0:
+        return {"type": "log", **ticks}
+    lo, hi = float(arr.min()), float(arr.max())
+    if lo > 0:
+        a, b = math.log10(lo), math.log10(hi)
+        pad = max(0.15, 0.08 * (b - a))
+        return {"type": "log", "range": [a - pad, b + pad], **ticks}
+    bottom, top = min(lo, 0.0), max(hi, 0.0)
+    span = (top - bottom) or abs(hi) or 1.0
+    return {"type": "linear", "range": [bottom - 0.05 * span, top + 0.05 * span], **ticks}
+
+
+def _run_parts(frame: pd.DataFrame) -> tuple[str, pd.Series]:
+    """How ``joined`` splits LR curves: per run (with how many runs share the curve) when
+    the frame has runs, else per line."""
+    if "trial_id" not in frame.columns:
+        return "line", frame["line"]
+    runs = frame["runs"] if "runs" in frame.columns else pd.Series(1, index=frame.index)
+    label = (frame["line"].astype(str) + " · trial #" + frame["trial_id"].astype(str)
+             + np.where(runs > 1, " (and " + (runs - 1).astype(str) + " more with this LR)",
+                        ""))
+    return "trial_id", label
+
+
 def _grid(n: int, max_cols: int = 3) -> tuple[int, int]:
     cols = max(1, min(max_cols, n))
     return math.ceil(n / cols), cols
@@ -105,13 +148,15 @@ def convergence_figure(
         facets: Panel order (``[""]`` for a single panel).
         runs: ``facet, line, color, dash, trial_id, seed, x, y``: individual runs instead of
             means (the runs of one group are one trace and one legend entry).
-        lr: ``facet, line, color, dash, x, y`` (and ``legend`` as for ``lines``): the
-            learning rate, drawn as a step function.
+        lr: ``facet, line, color, dash, x, y`` and ``trial_id`` (with ``runs``: how many runs
+            share that curve; ``legend`` as for ``lines``): each run's learning rate, drawn
+            as a step function on a log axis fitted to the values (``value_axis``).
         marks: ``facet, line, color, x, y, text``: where diverged runs blew up.
     """
     facets = list(facets) or [""]
     rows, cols = _grid(len(facets))
     with_lr = lr is not None and not lr.empty
+    lr_axis = value_axis(lr["y"]) if lr is not None and with_lr else {}
     per = 2 if with_lr else 1
     titles: list[str] = []
     for r in range(rows):
@@ -208,7 +253,7 @@ def convergence_figure(
             merged_lr = "legend" in sub.columns
             lr_traces = []
             for name, g in sub.groupby("legend" if merged_lr else "line", sort=False):
-                x, y, text = joined(g, "line", g["line"])
+                x, y, text = joined(g, *_run_parts(g))
                 lr_traces.append(go.Scatter(
                     x=x, y=y, text=text, mode="lines", name=f"{name} lr", legendgroup=name,
                     showlegend=False, connectgaps=False,
@@ -219,9 +264,8 @@ def convergence_figure(
             if lr_traces:
                 fig.add_traces(lr_traces, rows=row + 1, cols=c + 1)
             fig.update_xaxes(matches=metric_axis, row=row + 1, col=c + 1, title_text=x_label)
-            # Learning rates of different optimizers differ by decades: log scale.
             fig.update_yaxes(title_text="learning rate" if c == 0 else None, row=row + 1,
-                             col=c + 1, type="log", exponentformat="power")
+                             col=c + 1, **lr_axis)
         else:
             fig.update_xaxes(title_text=x_label, row=row, col=c + 1)
     return _layout(fig, rows * (ROW_HEIGHT + (LR_HEIGHT if with_lr else 0)) + 120)
@@ -277,6 +321,7 @@ def trial_figure(
 ) -> go.Figure:
     """All curves of one trial, one panel per (metric, scope); the divergence step marked."""
     keys = list(labels)
+    metric_colors = color_map("metric", [name for name, _ in keys])
     rows, cols = _grid(len(keys), 2)
     fig = make_subplots(rows=rows, cols=cols, subplot_titles=[labels[k] for k in keys],
                         vertical_spacing=min(0.12, 0.5 / max(1, rows)))
@@ -287,7 +332,7 @@ def trial_figure(
         fig.add_trace(go.Scatter(
             x=finite[x], y=finite["value"], mode="lines+markers" if len(g) <= 60 else "lines",
             name=labels[(name, scope)], showlegend=False,
-            line={"color": color_of("metric", name), "shape": "hv" if name == "lr" else
+            line={"color": metric_colors[name], "shape": "hv" if name == "lr" else
                   "linear"}, marker={"size": 5},
         ), row=r + 1, col=c + 1)
         bad = g[~np.isfinite(g["value"])]
@@ -301,7 +346,9 @@ def trial_figure(
                     hovertemplate=f"diverged at step {diverged_step}<extra></extra>",
                 ), row=r + 1, col=c + 1)
         fig.update_xaxes(title_text=x_label, row=r + 1, col=c + 1)
-        if log_y and name != "lr":
+        if name == "lr":
+            fig.update_yaxes(row=r + 1, col=c + 1, **value_axis(finite["value"]))
+        elif log_y:
             fig.update_yaxes(type="log", row=r + 1, col=c + 1)
     if diverged_step is not None and x == "step":
         fig.add_vline(x=diverged_step, line={"color": DIVERGED_COLOR, "dash": "dot"},
@@ -316,6 +363,7 @@ def trial_figure(
 def ranking_figure(board: pd.DataFrame, objective_label: str) -> go.Figure:
     """Mean with 95 % CI error bars per cell, best at the top, one panel per workload."""
     workloads = list(dict.fromkeys(board["workload"]))
+    colors = color_map("optimizer", board["optimizer"].unique())
     fig = make_subplots(rows=1, cols=max(1, len(workloads)), subplot_titles=workloads,
                         horizontal_spacing=0.12)
     shown: set[str] = set()
@@ -327,7 +375,7 @@ def ranking_figure(board: pd.DataFrame, objective_label: str) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=h["mean"], y=h["cell"], mode="markers", name=str(optimizer),
                 legendgroup=str(optimizer), showlegend=optimizer not in shown,
-                marker={"size": 10, "color": color_of("optimizer", optimizer)},
+                marker={"size": 10, "color": colors[str(optimizer)]},
                 error_x={"type": "data", "symmetric": False, "array": err_hi,
                          "arrayminus": err_lo, "thickness": 1.5},
                 customdata=np.stack([h["rank"], h["n"], h["seeds"]], axis=-1),
@@ -386,6 +434,7 @@ def heatmap_figure(
 def time_to_target_figure(ttt: pd.DataFrame) -> go.Figure:
     """Mean time to target (with 95 % CI) per cell, one panel per workload."""
     workloads = list(dict.fromkeys(ttt["workload"]))
+    colors = color_map("optimizer", ttt["optimizer"].unique())
     fig = make_subplots(rows=1, cols=max(1, len(workloads)), subplot_titles=workloads,
                         horizontal_spacing=0.12)
     shown: set[str] = set()
@@ -396,7 +445,7 @@ def time_to_target_figure(ttt: pd.DataFrame) -> go.Figure:
             fig.add_trace(go.Bar(
                 x=h["time_mean"], y=h["cell"], orientation="h", name=str(optimizer),
                 legendgroup=str(optimizer), showlegend=optimizer not in shown,
-                marker_color=color_of("optimizer", optimizer),
+                marker_color=colors[str(optimizer)],
                 error_x={"type": "data", "symmetric": False,
                          "array": (h["time_ci_high"] - h["time_mean"]).fillna(0),
                          "arrayminus": (h["time_mean"] - h["time_ci_low"]).fillna(0)},
@@ -416,11 +465,13 @@ def time_to_target_figure(ttt: pd.DataFrame) -> go.Figure:
 def profile_figure(prof: pd.DataFrame, mode: str) -> go.Figure:
     """Performance profiles: fraction of workloads on which a cell is within τ of the best."""
     fig = go.Figure()
+    colors = color_map("optimizer", prof["optimizer"].unique())
+    dashes = dash_map("scheduler", prof["scheduler"].unique())
     for cell, g in prof.groupby("cell", sort=False):
         fig.add_trace(go.Scatter(
             x=g["tau"], y=g["fraction"], mode="lines", name=str(cell),
-            line={"color": color_of("optimizer", g["optimizer"].iloc[0]),
-                  "dash": dash_of("scheduler", g["scheduler"].iloc[0]), "shape": "hv"},
+            line={"color": colors[str(g["optimizer"].iloc[0])],
+                  "dash": dashes[str(g["scheduler"].iloc[0])], "shape": "hv"},
             hovertemplate=f"{cell}<br>τ=%{{x:.3g}}: %{{y:.0%}} of workloads<extra></extra>",
         ))
     ratio = "score / best score" if mode == "min" else "best score / score"
@@ -438,6 +489,8 @@ def history_figure(table: pd.DataFrame, objective_label: str) -> go.Figure:
     far per cell; one panel per workload. Trials without a value (diverged, failed) are
     drawn as ✕ at the top of their panel, since they count against the budget."""
     workloads = list(dict.fromkeys(table["workload"]))
+    colors = color_map("optimizer", table["optimizer"].unique())
+    dashes = dash_map("scheduler", table["scheduler"].unique())
     fig = make_subplots(rows=1, cols=max(1, len(workloads)), subplot_titles=workloads,
                         horizontal_spacing=0.08)
     shown: set[str] = set()
@@ -446,7 +499,7 @@ def history_figure(table: pd.DataFrame, objective_label: str) -> go.Figure:
         top = g["objective"].max() if g["objective"].notna().any() else 1.0
         for cell, h in g.groupby("cell", sort=False):
             optimizer, scheduler = h["optimizer"].iloc[0], h["scheduler"].iloc[0]
-            color = color_of("optimizer", optimizer)
+            color = colors[str(optimizer)]
             ok = h[h["objective"].notna()]
             pruned = ok["status"] == "pruned"
             fig.add_trace(go.Scatter(
@@ -461,7 +514,7 @@ def history_figure(table: pd.DataFrame, objective_label: str) -> go.Figure:
             fig.add_trace(go.Scatter(
                 x=h["number"], y=h["best_so_far"], mode="lines", name=f"{cell} best",
                 legendgroup=str(cell), showlegend=False,
-                line={"color": color, "dash": dash_of("scheduler", scheduler), "shape": "hv"},
+                line={"color": color, "dash": dashes[str(scheduler)], "shape": "hv"},
                 hoverinfo="skip",
             ), row=1, col=i + 1)
             bad = h[h["objective"].isna()]
@@ -487,6 +540,8 @@ def sensitivity_figure(
     """Objective against one hyperparameter per cell (DeepOBS's learning-rate sensitivity)."""
     column = f"param:{param}"
     workloads = list(dict.fromkeys(table["workload"]))
+    colors = color_map("optimizer", table["optimizer"].unique())
+    symbols = _symbols(table["scheduler"].unique())
     fig = make_subplots(rows=1, cols=max(1, len(workloads)), subplot_titles=workloads,
                         horizontal_spacing=0.08)
     shown: set[str] = set()
@@ -500,8 +555,8 @@ def sensitivity_figure(
             fig.add_trace(go.Scatter(
                 x=h["p"], y=h["objective"], mode="markers", name=str(cell),
                 legendgroup=str(cell), showlegend=cell not in shown,
-                marker={"size": 9, "color": color_of("optimizer", h["optimizer"].iloc[0]),
-                        "symbol": SYMBOLS[_symbol_index(str(h["scheduler"].iloc[0]))]},
+                marker={"size": 9, "color": colors[str(h["optimizer"].iloc[0])],
+                        "symbol": symbols[str(h["scheduler"].iloc[0])]},
                 hovertemplate=f"{cell}<br>{param}=%{{x:.4g}}<br>objective %{{y:.4g}}"
                 "<extra></extra>",
             ), row=1, col=i + 1)
@@ -515,9 +570,10 @@ def sensitivity_figure(
 def importance_figure(imp: pd.DataFrame) -> go.Figure:
     """Parameter importance per cell (horizontal bars, one colour per parameter)."""
     fig = go.Figure()
+    colors = color_map("param", imp["param"].unique())
     for param, g in imp.groupby("param", sort=True):
         fig.add_trace(go.Bar(y=g["cell"], x=g["importance"], name=str(param), orientation="h",
-                             marker_color=color_of("param", param)))
+                             marker_color=colors[str(param)]))
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title_text="importance (fraction of the objective's variance)")
     return _layout(fig, 160 + 26 * max(1, imp["cell"].nunique()))

@@ -1,9 +1,11 @@
 """Tables behind the Leaderboard and Tuning pages, computed from ``trial_summaries`` frames.
 
-Pure pandas on top of ``bench_service.sweep.stats`` (mean ± std, Student-t 95 % CI, ranks,
-performance profiles), so the numbers here are the ones ``bench results --best`` prints.
+Pure pandas on top of ``bench_service.sweep.stats`` (mean ± std, bootstrap percentile 95 % CI
+that stays within the seeds' range, ranks, performance profiles), so the numbers here are the
+ones ``bench results --best`` prints; ``n`` says how many finite values each rests on.
 A diverged or failed seed has no finite objective: it counts as missing in the mean (and
-is reported in its own column), never as a made-up number.
+is reported in its own column), never as a made-up number. Workloads are the trials'
+``workload`` labels (``quadratic(condition=10)`` is its own problem), never re-derived.
 """
 
 from __future__ import annotations
@@ -16,11 +18,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from bench_service.sweep.stats import performance_profile, ranks, summarize
-from dashboard.labels import lower_is_better, metric_label
+from bench_service.dashboard.labels import metric_label
+from bench_service.sweep.stats import CiMethod, performance_profile, ranks, summarize
+from bench_service.vocab import AXES, TUNED_AXES, metric_mode
 
-AXES = ("workload", "optimizer", "scheduler", "regularizer")
-CELL_AXES = ("optimizer", "scheduler", "regularizer")
+#: The axes that make a cell within a workload.
+CELL_AXES = TUNED_AXES
+#: How the leaderboards' confidence intervals are computed (see ``sweep.stats``).
+CI_METHOD: CiMethod = "bootstrap"
 #: Metrics never offered as objectives (they describe the run, not its quality).
 _NOT_OBJECTIVES = frozenset({"lr"})
 _TARGET = {"time_to_target": "time to target (s)", "step_to_target": "steps to target"}
@@ -60,8 +65,8 @@ def objectives(trials: pd.DataFrame) -> list[Objective]:
     out: list[Objective] = []
     for which in ("final", "best"):
         for name in ordered:
-            mode = "min" if lower_is_better(name) else "max"
-            out.append(Objective(f"{which}:{name}", f"{which} {metric_label(name)}", mode))
+            out.append(Objective(f"{which}:{name}", f"{which} {metric_label(name)}",
+                                 metric_mode(name)))
     for key, label in _TARGET.items():
         out.append(Objective(key, label, "min"))
     if "objective" in trials and pd.to_numeric(trials["objective"], errors="coerce").notna().any():
@@ -145,7 +150,8 @@ def leaderboard(trials: pd.DataFrame, objective: str, mode: str) -> pd.DataFrame
     """Per workload and cell: mean ± std and 95 % CI over seeds, and the rank.
 
     Columns: ``workload, cell, cell_key, optimizer, scheduler, regularizer, rank, mean, std,
-    ci_low, ci_high, n, seeds, diverged, failed``. Sorted by workload and rank; rank 1 is
+    ci_low, ci_high, n, seeds, diverged, failed``; ``n`` is the number of finite values the
+    mean and CI rest on, ``seeds`` the number of runs. Sorted by workload and rank; rank 1 is
     the best mean (ties share a rank, cells without a finite value rank last).
     """
     columns = ["workload", "cell", "cell_key", *CELL_AXES, "rank", "mean", "std", "ci_low",
@@ -157,7 +163,7 @@ def leaderboard(trials: pd.DataFrame, objective: str, mode: str) -> pd.DataFrame
     )
     rows: list[dict[str, Any]] = []
     for (workload, cell_key), g in frame.groupby(["workload", "cell_key"], sort=True):
-        s = summarize(g["value"].tolist())
+        s = summarize(g["value"].tolist(), method=CI_METHOD)
         first = g.iloc[0]
         rows.append({
             "workload": workload, "cell": first["cell"], "cell_key": cell_key,
@@ -175,6 +181,30 @@ def leaderboard(trials: pd.DataFrame, objective: str, mode: str) -> pd.DataFrame
     return board.sort_values(["workload", "rank", "cell"]).reset_index(drop=True)[columns]
 
 
+def distinct_curves(runs: pd.DataFrame, by: Sequence[str] = ("facet", "line")) -> pd.DataFrame:
+    """One run per distinct curve within each ``by`` group, with ``runs``: how many share it.
+
+    Seeds of one cell follow the same LR schedule, so a strip of 1,000 runs holds a handful of
+    different curves; drawing each once keeps the chart light while every curve drawn is one
+    that runs really followed. ``runs`` needs ``trial_id, x, y`` columns.
+    """
+    if runs.empty:
+        return runs.assign(runs=pd.Series([], dtype="int64"))
+    keys = [c for c in by if c in runs.columns]
+    ordered = runs.sort_values(["trial_id", "x"], kind="stable")
+    shapes = pd.Series({
+        trial: np.round(g["x"].to_numpy(dtype="float64"), 9).tobytes()
+        + np.round(g["y"].to_numpy(dtype="float64"), 15).tobytes()  # NaN-safe, exact
+        for trial, g in ordered.groupby("trial_id", sort=False)
+    }, name="shape", dtype=object)
+    first = ordered.drop_duplicates("trial_id")[["trial_id", *keys]].merge(
+        shapes, left_on="trial_id", right_index=True)
+    count = first.groupby([*keys, "shape"])["trial_id"].transform("size").rename("runs")
+    first = first.assign(runs=count.to_numpy())
+    keep = first.drop_duplicates([*keys, "shape"])[["trial_id", "runs"]]
+    return ordered.merge(keep, on="trial_id", how="inner")
+
+
 def heatmap_matrix(board: pd.DataFrame, workload: str, regularizer: str) -> pd.DataFrame:
     """Mean objective of one workload and regularizer as an optimizer × scheduler table."""
     part = board[(board["workload"] == workload) & (board["regularizer"] == regularizer)]
@@ -189,7 +219,8 @@ def time_to_target(trials: pd.DataFrame) -> pd.DataFrame:
     """Per workload and cell: how many seeds reached the workload's target, and how fast.
 
     Columns: ``workload, cell, optimizer, scheduler, regularizer, reached, seeds,
-    time_mean, time_ci_low, time_ci_high, steps_mean`` (means over the seeds that reached).
+    time_mean, time_ci_low, time_ci_high, steps_mean`` (means over the ``reached`` seeds; the
+    CI stays within their times, never below 0 s).
     """
     columns = ["workload", "cell", *CELL_AXES, "reached", "seeds", "time_mean", "time_ci_low",
                "time_ci_high", "steps_mean"]
@@ -200,7 +231,7 @@ def time_to_target(trials: pd.DataFrame) -> pd.DataFrame:
     for (workload, _key), g in frame.groupby(["workload", "cell_key"], sort=True):
         t = pd.to_numeric(g["time_to_target"], errors="coerce")
         steps = pd.to_numeric(g["step_to_target"], errors="coerce")
-        s = summarize(t.dropna().tolist())
+        s = summarize(t.dropna().tolist(), method=CI_METHOD)
         first = g.iloc[0]
         rows.append({
             "workload": workload, "cell": first["cell"], **{a: first[a] for a in CELL_AXES},

@@ -18,6 +18,25 @@ CHART_DATA = "bench.chart_data"
 _PLOTLY_CONFIG = {"displaylogo": False, "toImageButtonOptions": {"format": "png", "scale": 2}}
 
 
+#: Characters of a URL value echoed in a message, at most.
+ECHO_LIMIT = 60
+
+
+def literal(value: object, limit: int = ECHO_LIMIT) -> str:
+    """``value`` as inert Markdown text: a code span, so that a crafted address
+    (``?sweep=[x](http://evil)``, ``![](http://t/p.png)``) shows as text, never as a link or
+    an image; cut to ``limit`` characters. The fence is longer than any run of backticks
+    inside, and control characters (newlines) become spaces, so nothing can close it early.
+    """
+    text = "".join(ch if ch.isprintable() else " " for ch in str(value))
+    if len(text) > limit:
+        text = text[:limit] + "…"
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * (longest + 1)
+    pad = " " if text.startswith("`") or text.endswith("`") or not text.strip() else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
 def reset_chart_data() -> None:
     """Forget the previous run's chart data (called once per run by the entry point)."""
     st.session_state[CHART_DATA] = {}
@@ -73,16 +92,21 @@ def no_sweeps(url_display: str) -> None:
 def stop_without_sweep(ctx: Any) -> None:
     """Show the empty state and end the page when there is no sweep to show."""
     if ctx.sweep is None:
-        from dashboard import data
+        from bench_service.dashboard import data
 
         no_sweeps(data.display_url(ctx.url))
         st.stop()
 
 
+#: Badge colour of each trial/sweep status (``vocab.TRIAL_STATUSES``, ``SWEEP_STATUSES``).
+BADGE_COLORS: dict[str, str] = {
+    "completed": "green", "running": "blue", "pending": "gray", "diverged": "red",
+    "failed": "red", "pruned": "gray", "cancelled": "orange",
+}
+
+
 def status_badge(status: str) -> str:
-    """Markdown badge for a trial or sweep status."""
-    colors = {
-        "completed": "green", "running": "blue", "pending": "gray", "diverged": "red",
-        "failed": "red", "pruned": "gray", "cancelled": "orange",
-    }
-    return f":{colors.get(status, 'gray')}-badge[{status}]"
+    """Markdown badge for a trial or sweep status (an unknown one is shown as plain text)."""
+    if status not in BADGE_COLORS:
+        return literal(status)
+    return f":{BADGE_COLORS[status]}-badge[{status}]"

@@ -2,7 +2,8 @@
 
 Used by the browser test (``tests/dashboard``) and to make the README's screenshots::
 
-    python -m dashboard.screenshots --db bench.db --sweep quickstart --out docs/screenshots
+    python -m bench_service.dashboard.screenshots --db bench.db --sweep quickstart \
+        --out docs/screenshots
 
 Streamlit pages are filled in over a websocket after the HTML loads, so a plain
 ``chromium --screenshot`` catches an empty page. Chromium is therefore driven through the
@@ -29,7 +30,7 @@ import tempfile
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,11 +98,16 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_http(url: str, timeout: float = 60.0) -> None:
-    """Wait until ``url`` answers 200 (e.g. Streamlit's ``/_stcore/health``)."""
+def wait_http(
+    url: str, timeout: float = 60.0, alive: Callable[[], bool] | None = None
+) -> None:
+    """Wait until ``url`` answers 200 (e.g. Streamlit's ``/_stcore/health``); give up early
+    when ``alive()`` says the server process has exited."""
     deadline = time.monotonic() + timeout
     last: Exception | None = None
     while time.monotonic() < deadline:
+        if alive is not None and not alive():
+            raise TimeoutError(f"the server exited before {url} answered")
         try:
             with urllib.request.urlopen(url, timeout=2) as response:
                 if response.status == 200:
@@ -226,23 +232,43 @@ class Chromium:
 
 
 @contextlib.contextmanager
-def dashboard_server(db: str, port: int | None = None, timeout: float = 60.0) -> Iterator[str]:
-    """Run ``bench dashboard --db DB`` on a free port; yields its base URL."""
+def dashboard_server(
+    db: str,
+    port: int | None = None,
+    timeout: float = 60.0,
+    *,
+    args: Sequence[str] = (),
+    bench: Sequence[str] | None = None,
+    env: dict[str, str] | None = None,
+    cwd: str | os.PathLike[str] | None = None,
+    log: Path | None = None,
+) -> Iterator[str]:
+    """Run ``bench dashboard --db DB`` on a free port; yields its base URL (on 127.0.0.1).
+
+    Args:
+        args: More ``bench dashboard`` options (``--host``, ``--token``).
+        bench: The command to run instead of this interpreter's ``bench_service.cli`` (an
+            installed ``bench`` script, e.g. of a fresh virtual environment).
+        env, cwd: The child's environment and working directory (default: this process's).
+        log: A file that receives the command's output (else a temporary one).
+    """
     port = port or free_port()
     base = f"http://127.0.0.1:{port}"
-    with tempfile.TemporaryFile() as log:
+    command = list(bench) if bench is not None else [sys.executable, "-m", "bench_service.cli"]
+    with contextlib.ExitStack() as stack:
+        out = (stack.enter_context(log.open("w+b")) if log is not None
+               else stack.enter_context(tempfile.TemporaryFile()))
         proc = subprocess.Popen(
-            [sys.executable, "-m", "bench_service.cli", "dashboard", "--db", db, "--port",
-             str(port)],
-            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+            [*command, "dashboard", "--db", db, "--port", str(port), *args],
+            stdout=out, stderr=subprocess.STDOUT, start_new_session=True, env=env, cwd=cwd,
         )
         try:
             try:
-                wait_http(f"{base}/_stcore/health", timeout)
+                wait_http(f"{base}/_stcore/health", timeout, alive=lambda: proc.poll() is None)
             except TimeoutError:
-                log.seek(0)
+                out.seek(0)
                 raise RuntimeError(
-                    f"bench dashboard did not start:\n{log.read().decode()}") from None
+                    f"bench dashboard did not start:\n{out.read().decode()}") from None
             yield base
         finally:
             with contextlib.suppress(ProcessLookupError):

@@ -8,11 +8,13 @@ blew up (also marked on its curves); all its points download as one CSV.
 from __future__ import annotations
 
 import json
+import re
 
 import pandas as pd
 import streamlit as st
 
-from dashboard import charts, data, labels, state, ui
+from bench_service.dashboard import charts, data, labels, state, ui
+from bench_service.store import dashboard_queries as q
 
 
 def _trial_label(row: pd.Series) -> str:
@@ -21,21 +23,33 @@ def _trial_label(row: pd.Series) -> str:
             + (f" · {row['role']} {row['number']}" if row["role"] == "tuning" else ""))
 
 
+def parse_trial_id(raw: str) -> int | None:
+    """A trial id from the address (ASCII digits, in the id column's range), else ``None``.
+
+    ``str.isdigit`` and ``int`` accept more (``²``, ``+1``, ``1_0``, 10⁴⁰⁰⁰ digits), and an id
+    beyond the column's range makes the database raise, with the SQL in the message.
+    """
+    if not re.fullmatch(r"[0-9]{1,19}", raw):
+        return None
+    value = int(raw)
+    return value if 1 <= value <= q.MAX_ID else None
+
+
 def _resolve_url_trial(ctx: state.Context) -> None:
     """Apply ``?trial=`` from the address: report a bad id, follow a trial of another sweep."""
     raw = state.from_url("trial")
     if raw is None:
         return
-    try:
-        trial_id = int(raw)
-    except ValueError:
-        st.error(f"Trial {raw!r} in the address is not a trial id (a number such as "
-                 "`?trial=12`); pick a trial below.")
+    trial_id = parse_trial_id(raw)
+    if trial_id is None and not re.fullmatch(r"[0-9]+", raw):
+        st.error(f"Trial {ui.literal(raw)} in the address is not a trial id (a number such "
+                 "as `?trial=12`); pick a trial below.")
         state.mark_handled("trial")
         return
-    info = data.trial(ctx.url, trial_id)
+    info = data.trial(ctx.url, trial_id) if trial_id is not None else None
     if info is None:
-        st.error(f"There is no trial #{trial_id} in this database; pick a trial below.")
+        st.error(f"No such trial: there is no trial {ui.literal(raw)} in this database; "
+                 "pick a trial below.")
         state.mark_handled("trial")
         return
     if ctx.sweep is None or info["sweep_id"] != ctx.sweep_id:
@@ -59,7 +73,7 @@ def main() -> None:
     trial_id = state.synced_choice(
         "Trial", ids, param="trial", key="trial_pick", default=(started or ids)[0],
         format_func=lambda i: _trial_label(rows[i]), to_param=str,
-        from_param=lambda raw: int(raw) if raw.isdigit() else None, what="trial",
+        from_param=parse_trial_id, what="trial",
     )
     info = data.trial(url, trial_id)
     if info is None:

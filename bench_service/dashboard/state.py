@@ -4,7 +4,9 @@
 A widget's value is written back to ``st.query_params`` on every run, so the address bar
 always describes what is on screen. A value from the URL is applied when it differs from
 what the app last wrote there (a pasted link, a ``page_link`` from another page); an unknown
-value gives a warning naming the valid ones and falls back to a default, never a traceback.
+value gives a warning naming the valid ones and falls back to a default, never a traceback;
+the value is echoed as inert text (``ui.literal``), so a crafted link cannot put a link or an
+image into the page.
 
 The sweep picker lives in the entry point (``app.py``) so that its widget, and with it the
 chosen sweep, persists across pages; pages read it with ``context()``.
@@ -20,7 +22,7 @@ from typing import Any, TypeVar
 import pandas as pd
 import streamlit as st
 
-from dashboard import data
+from bench_service.dashboard import data, ui
 
 T = TypeVar("T")
 
@@ -57,10 +59,11 @@ class Context:
 
 
 def closest(value: str, valid: Sequence[str], limit: int = 8) -> str:
-    """``'a', 'b', ...``: the valid values, the closest to ``value`` first (for warnings)."""
-    close = difflib.get_close_matches(value, list(valid), n=3, cutoff=0.4)
+    """```a`, `b`, ...``: the valid values, the closest to ``value`` first (for warnings),
+    as inert Markdown (``ui.literal``)."""
+    close = difflib.get_close_matches(value[:200], list(valid), n=3, cutoff=0.4)
     ordered = close + [v for v in valid if v not in close]
-    shown = ", ".join(repr(v) for v in ordered[:limit])
+    shown = ", ".join(ui.literal(v) for v in ordered[:limit])
     return shown + (f", … ({len(valid)} in all)" if len(valid) > limit else "")
 
 
@@ -106,10 +109,10 @@ def synced_choice(
         if chosen is not None and chosen in options:
             ss[key] = chosen
         else:
+            shown = format_func(ss.get(key, default if default is not None else options[0]))
             st.warning(
-                f"Unknown {what or param} {raw!r} in the address; showing "
-                f"{format_func(ss.get(key, default if default is not None else options[0]))!r}"
-                f" instead. Valid: {closest(raw, list(lookup))}."
+                f"Unknown {what or param} {ui.literal(raw)} in the address; showing "
+                f"{ui.literal(shown)} instead. Valid: {closest(raw, list(lookup))}."
             )
     if key not in ss or ss[key] not in options:
         ss[key] = default if default is not None and default in options else options[0]

@@ -1,10 +1,11 @@
 """Leaderboard page: which cell wins on each workload, by how much, and how reliably.
 
-Per workload the cells are ranked by the mean of the chosen objective over seeds, with the
-sample std and a Student-t 95 % confidence interval (``bench_service.sweep.stats``, the same
-numbers as ``bench results --best``); a heatmap shows optimizer × schedule per regularizer;
-time to target says how fast; the performance profile (AlgoPerf) compares cells across all
-workloads at once.
+Per workload (the trials' ``workload`` label) the cells are ranked by the mean of the chosen
+objective over seeds, with the sample std, a bootstrap percentile 95 % confidence interval
+that stays within the seeds' range and ``n``, the seeds it rests on
+(``bench_service.sweep.stats``, the same numbers as ``bench results --best``); a heatmap
+shows optimizer × schedule per regularizer; time to target says how fast; the performance
+profile (AlgoPerf) compares cells across all workloads at once.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, charts, data, state, ui
-from dashboard.palette import REGISTRY_ORDER
+from bench_service.dashboard import analysis, charts, data, state, ui
+from bench_service.dashboard.palette import REGISTRY_ORDER
 
 TAU_MAX = (1.5, 2.0, 3.0, 5.0, 10.0, 100.0)
 
@@ -55,15 +56,18 @@ def main() -> None:
         format_func={"min": "lower", "max": "higher"}.__getitem__, horizontal=True,
         key=f"lb_mode_{key}",
     )
-    st.caption(f"Ranked: {which}. Mean ± sample std over seeds, 95% CI from Student's t; "
-               "a diverged or failed seed has no value and is counted in its own column.")
+    st.caption(f"Ranked: {which}. Mean ± sample std over seeds; 95% bootstrap percentile CI "
+               "(it stays within the seeds' values, and with 2–3 seeds is about their range); "
+               "`n`: the seeds with a value, which mean and CI rest on. A diverged or failed "
+               "seed has no value and is counted in its own column.")
     board = data.leaderboard(url, sid, fp, key, mode)
 
     st.subheader("Ranking per workload")
     workloads = list(dict.fromkeys(board["workload"]))
     fig = charts.ranking_figure(board, objective.label)
     ui.chart(fig, board, key="ranking", filename=f"{ctx.sweep_name}_ranking_{key}",
-             caption="Dots: mean over seeds; bars: 95% confidence interval; best at the top.")
+             caption="Dots: mean over seeds; bars: 95% bootstrap confidence interval (hover for "
+             "how many seeds it rests on); best at the top.")
     tabs = st.tabs(workloads)
     for tab, workload in zip(tabs, workloads, strict=True):
         part = board[board["workload"] == workload].drop(columns=["cell_key"])

@@ -10,9 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
-from dashboard import analysis, charts, data, state, ui
+from bench_service.dashboard import analysis, charts, data, state, ui
 
 
 def main() -> None:
@@ -76,6 +77,10 @@ def main() -> None:
         keys = table.drop_duplicates("cell_key")[["workload", "cell", "cell_key"]]
         per_cell = per_cell.merge(keys, on=["workload", "cell"], how="left").merge(
             stored, on="cell_key", how="left").drop(columns="cell_key")
+        # What the budget counts is the tuner's number (a trial lost in a crash and run
+        # again is one trial of the budget, though it left two rows).
+        counted = pd.to_numeric(per_cell.pop("n_tuning"), errors="coerce")
+        per_cell["trials"] = counted.fillna(per_cell["trials"]).astype("int64")
     st.dataframe(per_cell, hide_index=True, key="tune_cells")
     ui.table_download(per_cell, key="tune_cells", filename=f"{ctx.sweep_name}_tuning_cells",
                       label="Download per-cell summary (CSV)")
