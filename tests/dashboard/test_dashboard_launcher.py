@@ -29,10 +29,13 @@ def test_command_is_headless_local_and_private() -> None:
 
 
 def test_missing_app_exits_2_with_a_message(
-    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
 ) -> None:
+    from bench_service.store import Store
+
+    Store(tmp_path / "x.db").close()  # the database exists: the missing app is what fails
     monkeypatch.setattr(launcher, "app_path", lambda: None)
-    assert bench(["dashboard", "--db", "x.db"]) == 2
+    assert bench(["dashboard", "--db", str(tmp_path / "x.db")]) == 2
     assert "bench_service/dashboard/app.py" in capsys.readouterr().err
 
 
