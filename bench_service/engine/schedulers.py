@@ -94,7 +94,7 @@ class SchedulerEntry:
         return ParamSpace((*self.hyperparams.params, interval))
 
 
-SCHEDULERS: Registry[SchedulerEntry] = Registry("schedulers")
+SCHEDULERS: Registry[SchedulerEntry] = Registry("schedulers", kind=SchedulerEntry)
 
 
 def resolve_scheduler(component: Component, where: str = "scheduler") -> dict[str, Any]:
