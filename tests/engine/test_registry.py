@@ -75,15 +75,19 @@ def throwaway_entries() -> Iterator[None]:
 def test_a_throwaway_entry_is_local_usable_and_outside_every_builtin_list(
     throwaway_entries: None,
 ) -> None:
-    from test_all_algorithms_example import example_axes, expected_axes
+    from test_all_algorithms_example import expected_axes
+
+    from bench_service.engine.catalog import all_algorithms_axes
 
     assert OPTIMIZERS.origin("throwaway_sgd") == "local"
     assert WORKLOADS.origin("throwaway_bowl") == "local"
     assert "throwaway_sgd" in OPTIMIZERS.names()
     assert "throwaway_sgd" not in OPTIMIZERS.builtin_names()
     assert "throwaway_bowl" not in WORKLOADS.builtin_names()
-    # what the project's tests and example compare against is unchanged
-    assert example_axes() == expected_axes()
+    # what the project's tests and its generated example list is unchanged
+    builtin = {"optimizers": OPTIMIZERS.builtin_names(), "workloads": WORKLOADS.builtin_names()}
+    assert all("throwaway" not in n for names in builtin.values() for n in names)
+    assert all_algorithms_axes() == expected_axes()
     r = run_trial(TrialConfig.from_dict({
         "workload": "throwaway_bowl", "optimizer": "throwaway_sgd", "budget": {"steps": 5},
     }))
