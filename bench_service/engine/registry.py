@@ -131,6 +131,8 @@ class Registry(Generic[E]):
             workloads a subclass); plug-ins of another type are skipped with a warning.
         discover: Returns the modules that register the built-in entries; they are imported
             on the first lookup (``package_modules(...)`` imports a whole package).
+        validate: Further checks of an entry (raising ``TypeError``/``ValueError``) before it
+            is registered, e.g. that a workload class is concrete and declares its target.
 
     Built-in modules and entry-point plug-ins are loaded lazily on the first lookup so that
     importing the engine stays cheap and a broken plug-in cannot break unrelated commands.
@@ -142,9 +144,11 @@ class Registry(Generic[E]):
         *,
         kind: type | None = None,
         discover: Callable[[], Iterable[str]] | None = None,
+        validate: Callable[[Any], None] | None = None,
     ) -> None:
         self.axis = axis
         self.kind = kind
+        self._validate = validate
         self._discover = discover
         self._entries: dict[str, E] = {}
         self._aliases: dict[str, str] = {}
@@ -181,9 +185,11 @@ class Registry(Generic[E]):
         if not isinstance(name, str) or not _NAME.match(name):
             raise ValueError(
                 f"{self.axis}: an entry needs a name of letters, digits, '_', '.' or '-' "
-                f"(starting with a letter or '_'), got {name!r}"
+                f"(starting with a letter or '_'), got {repr(name)[:60]}"
             )
         self._check_kind(entry)
+        if self._validate is not None:
+            self._validate(entry)
         if origin is None:
             origin, dist = self._infer_origin(entry)
         else:

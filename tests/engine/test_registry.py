@@ -104,6 +104,19 @@ def test_names_must_be_plain_and_entries_of_the_axis_kind() -> None:
         OPTIMIZERS.register(_sgd_entry("adam"))
     assert "bad name!" not in OPTIMIZERS and "a_schedule" not in OPTIMIZERS
 
+    class NoTarget(NoisyQuadratic):
+        name = "no_target"
+        target = None  # type: ignore[assignment]
+
+    with pytest.raises(TypeError, match="no target"):
+        WORKLOADS.register(NoTarget)
+    class Unfinished(Workload):
+        name = "unfinished"
+
+    with pytest.raises(TypeError, match="does not implement"):
+        WORKLOADS.register(Unfinished)  # type: ignore[type-abstract]
+    assert "no_target" not in WORKLOADS and "unfinished" not in WORKLOADS
+
 
 # --- discovery: a workload is one file ------------------------------------------------------
 def _public_modules() -> set[str]:
