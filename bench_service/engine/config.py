@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench_service.engine.errors import ConfigError
+from bench_service.vocab import AXES
 
 
 @dataclass(frozen=True)
@@ -116,7 +117,7 @@ class TrialConfig:
             if required not in data:
                 raise ConfigError(required, "is required")
         kwargs: dict[str, Any] = {}
-        for axis in ("workload", "optimizer", "scheduler", "regularizer"):
+        for axis in AXES:
             if axis in data:
                 kwargs[axis] = Component.parse(data[axis], axis)
         if "budget" in data:

@@ -11,10 +11,15 @@ step, which keeps the rate from growing too quickly::
 Not in ``torch.optim``; written with ``torch._foreach_*`` ops over each param group, like
 torch's own foreach implementations, so one step launches a handful of kernels per group.
 
-Initial second moment: ``s₀ = 0`` (the paper instead initialises it with a small constant,
-1e-6). With ``s₀ = 0`` the first step equals Adam's and the Adam-style bias correction
-``1/(1-β2^t)`` is exact, which is what the bias-corrected update above assumes; ``s`` stays
-non-negative because a decrease is at most ``(1-β2) g² < (1-β2) s``.
+Initial state: ``m₀ = s₀ = initial_accumulator`` (default 1e-6), exactly as the PyTorch
+reference implementations (``torch_optimizer.Yogi`` and ``pytorch_optimizer.Yogi``) do, so
+that numbers are comparable with theirs. TF-Addons (by the paper's authors) also starts ``s``
+at 1e-6 but ``m`` at 0, and adds ε before the ``√(1-β2^t)`` correction; both differences are
+negligible next to that of ``s₀``, which dominates the first steps: with ``β2 = 0.999`` the
+bias correction divides ``s₀`` by ``1-β2``, so ``ŝ₁ = g² + 1e-3`` and small gradients take
+much shorter steps than Adam's. ``initial_accumulator=0`` gives the zero-initialised variant,
+whose first step equals Adam's. ``s`` stays non-negative because a decrease is at most
+``(1-β2) g² < (1-β2) s``.
 """
 
 from __future__ import annotations
@@ -42,6 +47,7 @@ class Yogi(torch.optim.Optimizer):
         lr: Learning rate η (the paper's default 1e-2).
         betas: Decay rates (β1, β2) of the first and second moments.
         eps: Added to √ŝ; the paper uses 1e-3, much larger than Adam's 1e-8.
+        initial_accumulator: Starting value of both moments ``m₀ = s₀`` (non-negative).
     """
 
     def __init__(
@@ -50,13 +56,19 @@ class Yogi(torch.optim.Optimizer):
         lr: float = 1e-2,
         betas: tuple[float, float] = (0.9, 0.999),
         eps: float = 1e-3,
+        initial_accumulator: float = 1e-6,
     ) -> None:
         if not lr >= 0.0:
             raise ValueError(f"Invalid learning rate: {lr}")
         if not eps >= 0.0:
             raise ValueError(f"Invalid epsilon value: {eps}")
+        if not initial_accumulator >= 0.0:
+            raise ValueError(f"Invalid initial_accumulator value: {initial_accumulator}")
         _check_betas(betas)
-        super().__init__(params, {"lr": lr, "betas": tuple(betas), "eps": eps})
+        super().__init__(params, {
+            "lr": lr, "betas": tuple(betas), "eps": eps,
+            "initial_accumulator": initial_accumulator,
+        })
 
     @torch.no_grad()
     def step(self, closure: Callable[[], float] | None = None) -> float | None:  # type: ignore[override]
@@ -83,8 +95,11 @@ class Yogi(torch.optim.Optimizer):
             state = self.state[p]
             if not state:
                 state["step"] = 0
-                state["exp_avg"] = torch.zeros_like(p, memory_format=torch.preserve_format)
-                state["exp_avg_sq"] = torch.zeros_like(p, memory_format=torch.preserve_format)
+                init = float(group.get("initial_accumulator", 0.0))
+                for key in ("exp_avg", "exp_avg_sq"):
+                    state[key] = torch.full_like(
+                        p, init, memory_format=torch.preserve_format
+                    )
             state["step"] += 1
             params.append(p)
             grads.append(p.grad)

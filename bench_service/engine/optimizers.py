@@ -6,8 +6,9 @@ resolved hyperparameter dict. The update rule is written out in ``update_rule`` 
 docs, and a later packed (vmapped) runner, have it explicitly.
 
 Adding an optimizer = one ``OPTIMIZERS.register(OptimizerEntry(...))`` here (or in a plug-in
-through the ``bench_service.optimizers`` entry-point group); the tests parametrise over every
-registered name, so a new entry is tested the moment it is registered.
+through the ``bench_service.optimizers`` entry-point group, docs/plugins.md); the tests
+parametrise over every built-in name (``OPTIMIZERS.builtin_names()``), so a new entry is tested
+the moment it is registered, and nothing else lists the optimizers.
 
 No entry passes ``weight_decay`` (except AdamW's own decoupled decay): regularizers apply weight
 decay generically in the runner, so that an optimizer and a regularizer are separate axes. Torch
@@ -43,7 +44,7 @@ class OptimizerEntry:
     update_rule: str = ""
 
 
-OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizers")
+OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizers", kind=OptimizerEntry)
 
 
 def resolve_optimizer(component: Component, where: str = "optimizer") -> dict[str, Any]:
@@ -271,13 +272,20 @@ OPTIMIZERS.register(
     OptimizerEntry(
         "yogi",
         "Yogi: Adam with an additive, sign-controlled second-moment update (Zaheer et al. 2018).",
-        ParamSpace((lr_param(1e-2, 1e-5, 1e-1), *_betas(), _eps(1e-3, 1e-6, 1e-1))),
+        ParamSpace((
+            lr_param(1e-2, 1e-5, 1e-1), *_betas(), _eps(1e-3, 1e-6, 1e-1),
+            HyperParam(
+                "initial_accumulator", 1e-6, minimum=0.0,
+                help="m₀ = s₀ (1e-6 as torch_optimizer / pytorch_optimizer / TF-Addons' s₀)",
+            ),
+        )),
         lambda params, hp: Yogi(
-            params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"]
+            params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
+            initial_accumulator=hp["initial_accumulator"],
         ),
         update_rule=(
             "m ← β1 m + (1-β1) g ; s ← s - (1-β2) sgn(s - g²) g² ; m̂ = m/(1-β1^t) ; "
-            "ŝ = s/(1-β2^t) ; w ← w - η m̂ / (√ŝ + ε) ; s₀ = 0"
+            "ŝ = s/(1-β2^t) ; w ← w - η m̂ / (√ŝ + ε) ; m₀ = s₀ = initial_accumulator"
         ),
     )
 )

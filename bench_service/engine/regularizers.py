@@ -48,7 +48,7 @@ class RegularizerEntry:
         return self.arch(hp) if self.arch is not None else ArchOptions()
 
 
-REGULARIZERS: Registry[RegularizerEntry] = Registry("regularizers")
+REGULARIZERS: Registry[RegularizerEntry] = Registry("regularizers", kind=RegularizerEntry)
 
 
 def resolve_regularizer(component: Component, where: str = "regularizer") -> dict[str, Any]:

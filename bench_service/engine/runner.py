@@ -15,7 +15,7 @@ import socket
 import time
 import traceback
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import torch
@@ -27,6 +27,7 @@ from bench_service.engine.records import MetricPoint, Scope, TrialResult
 from bench_service.engine.regularizers import REGULARIZERS, RegularizerEntry, resolve_regularizer
 from bench_service.engine.schedulers import SCHEDULERS, SchedulePlan, resolve_scheduler
 from bench_service.engine.workloads import ArchOptions, Workload, build_workload
+from bench_service.vocab import higher_is_better
 
 MetricsCallback = Callable[[list[MetricPoint]], None]
 
@@ -99,7 +100,7 @@ def _best(name: str, values: list[float]) -> float:
     finite = [v for v in values if math.isfinite(v)]
     if not finite:
         return math.nan
-    return max(finite) if "accuracy" in name else min(finite)
+    return max(finite) if higher_is_better(name) else min(finite)
 
 
 class _Recorder:
@@ -240,8 +241,8 @@ def _train(
     reg_hp = prep.regularizer_params
     clip_at_zero = prep.regularizer.clip_at_zero
 
-    target = wl.target
-    target_value = cfg.target if cfg.target is not None else target.value
+    # The workload's target, with the config's value if it overrides it.
+    target = wl.target if cfg.target is None else replace(wl.target, value=cfg.target)
     order_gen = torch.Generator().manual_seed(cfg.seed)
     log_every = cfg.log_every
     window = torch.zeros(log_every, device=dev)
@@ -250,7 +251,7 @@ def _train(
     bs, total = prep.batch_size, prep.total_steps
     step = 0
     result.extra["resolved"] = prep.resolved()
-    result.extra["target"] = {"metric": target.metric, "value": target_value, "mode": target.mode}
+    result.extra["target"] = {"metric": target.metric, "value": target.value, "mode": target.mode}
 
     def flush_window(epoch: int) -> bool:
         """Read the window's losses (one sync); record; return True if diverged."""
@@ -334,9 +335,7 @@ def _train(
             rec.flush()
             break
         tv = metrics.get(target.metric)
-        if result.step_to_target is None and tv is not None and (
-            tv <= target_value if target.mode == "min" else tv >= target_value
-        ):
+        if result.step_to_target is None and tv is not None and target.reached(tv):
             result.step_to_target = step
             result.time_to_target = time.perf_counter() - rec.t0
         if not per_step_schedule:

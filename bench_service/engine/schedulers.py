@@ -84,6 +84,8 @@ class SchedulerEntry:
     interval: str = "epoch"
     formula: Callable[[int, float, Mapping[str, Any], SchedulePlan, str], float] | None = None
     step_only: bool = False
+    #: Driven by the epoch's validation loss (no closed form): ``interval: step`` is refused.
+    metric_driven: bool = False
 
     def space(self) -> ParamSpace:
         """Declared hyperparameters plus the universal ``interval``."""
@@ -94,15 +96,17 @@ class SchedulerEntry:
         return ParamSpace((*self.hyperparams.params, interval))
 
 
-SCHEDULERS: Registry[SchedulerEntry] = Registry("schedulers")
+SCHEDULERS: Registry[SchedulerEntry] = Registry("schedulers", kind=SchedulerEntry)
 
 
 def resolve_scheduler(component: Component, where: str = "scheduler") -> dict[str, Any]:
     """Validate ``component``'s params against its entry and fill in defaults."""
     entry = SCHEDULERS.get(component.name, where=f"{where}.name")
     hp = entry.space().resolve(component.params, f"{where}.params")
-    if entry.name == "plateau" and hp["interval"] == "step":
-        raise ConfigError(f"{where}.params.interval", "plateau monitors val_loss: epoch only")
+    if entry.metric_driven and hp["interval"] == "step":
+        raise ConfigError(
+            f"{where}.params.interval", f"{entry.name} monitors val_loss: epoch only",
+        )
     return hp
 
 
@@ -182,7 +186,7 @@ def _lambda_schedule(
     return TorchSchedule(LambdaLR(optimizer, lambdas), interval)
 
 
-def _closed_form(formula: Formula) -> Factory:
+def closed_form(formula: Formula) -> Factory:
     """A factory that runs ``formula`` through ``LambdaLR`` (exact, no recursion drift)."""
 
     def factory(
@@ -228,7 +232,7 @@ SCHEDULERS.register(SchedulerEntry(
     name="constant",
     description="lr_t = lr0: the baseline every schedule is compared with.",
     hyperparams=ParamSpace(()),
-    factory=_closed_form(_constant_lr),
+    factory=closed_form(_constant_lr),
     formula=_constant_lr,
 ))
 
@@ -405,6 +409,7 @@ SCHEDULERS.register(SchedulerEntry(
         HyperParam("min_lr", 0.0, minimum=0.0, help="floor of the learning rate"),
     )),
     factory=_make_plateau,
+    metric_driven=True,
 ))
 
 
@@ -441,7 +446,7 @@ SCHEDULERS.register(SchedulerEntry(
         "(held at eta_min past T)."
     ),
     hyperparams=ParamSpace((_WARMUP, _ETA_MIN)),
-    factory=_closed_form(_warmup_cosine_lr),
+    factory=closed_form(_warmup_cosine_lr),
     formula=_warmup_cosine_lr,
 ))
 
@@ -462,7 +467,7 @@ SCHEDULERS.register(SchedulerEntry(
         "lr_t = lr0 (t + 1)/(W + 1) for t < W; lr_t = lr0 * gamma^floor((t - W)/s) for t >= W."
     ),
     hyperparams=ParamSpace((_WARMUP, _STEP_SIZE, _gamma())),
-    factory=_closed_form(_warmup_step_lr),
+    factory=closed_form(_warmup_step_lr),
     formula=_warmup_step_lr,
 ))
 
@@ -486,7 +491,7 @@ SCHEDULERS.register(SchedulerEntry(
                    exclusive_minimum=True, help="multiplier per step"),
         HyperParam("min_lr", 0.0, minimum=0.0, help="floor of the learning rate"),
     )),
-    factory=_closed_form(_factor_lr),
+    factory=closed_form(_factor_lr),
     interval="step",
     formula=_factor_lr,
 ))
@@ -501,7 +506,7 @@ SCHEDULERS.register(SchedulerEntry(
     name="sqrt",
     description="lr_t = lr0 * (t + 1)^-1/2 (LambdaLR).",
     hyperparams=ParamSpace(()),
-    factory=_closed_form(_sqrt_lr),
+    factory=closed_form(_sqrt_lr),
     formula=_sqrt_lr,
 ))
 
@@ -522,6 +527,6 @@ SCHEDULERS.register(SchedulerEntry(
         HyperParam("beta", 1.0, low=0.01, high=10.0, log=True, minimum=0.0,
                    exclusive_minimum=True, help="time scale (beta)"),
     )),
-    factory=_closed_form(_poly_lr),
+    factory=closed_form(_poly_lr),
     formula=_poly_lr,
 ))

@@ -50,10 +50,10 @@ def test_mirror_equals_the_registries() -> None:
     """The dashboard mirrors the registry order (to avoid importing torch); keep it equal."""
     from bench_service.engine import OPTIMIZERS, REGULARIZERS, SCHEDULERS, WORKLOADS
 
-    assert REGISTRY_ORDER["optimizer"] == tuple(OPTIMIZERS.names())
-    assert REGISTRY_ORDER["scheduler"] == tuple(SCHEDULERS.names())
-    assert REGISTRY_ORDER["regularizer"] == tuple(REGULARIZERS.names())
-    assert REGISTRY_ORDER["workload"] == tuple(WORKLOADS.names())
+    assert REGISTRY_ORDER["optimizer"] == tuple(OPTIMIZERS.builtin_names())
+    assert REGISTRY_ORDER["scheduler"] == tuple(SCHEDULERS.builtin_names())
+    assert REGISTRY_ORDER["regularizer"] == tuple(REGULARIZERS.builtin_names())
+    assert REGISTRY_ORDER["workload"] == tuple(WORKLOADS.builtin_names())
 
 
 @pytest.mark.parametrize("axis", ["optimizer", "scheduler", "regularizer", "workload"])

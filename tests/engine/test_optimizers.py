@@ -2,8 +2,8 @@
 
 Numbers are checked against ``shared/reference/algorithms.md`` and against plain-Python
 references of each formula, written independently of the implementations under test. The
-registry-wide tests are parametrised over ``OPTIMIZERS.names()`` so that a new entry is tested
-the moment it is registered.
+registry-wide tests are parametrised over ``OPTIMIZERS.builtin_names()`` so that a new entry is
+tested the moment it is registered (and an installed plug-in changes nothing here).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from bench_service.engine.optim_lion import Lion
 from bench_service.engine.optim_yogi import Yogi
 from bench_service.engine.optimizers import OPTIMIZERS, build_optimizer, resolve_optimizer
 
-ALL = OPTIMIZERS.names()
+ALL = OPTIMIZERS.builtin_names()
 
 
 def _sign(x: float) -> float:
@@ -82,11 +82,13 @@ YOGI_GRADS = [
 
 
 def _yogi_reference(
-    w: list[float], grads: list[list[float]], lr: float, b1: float, b2: float, eps: float
+    w: list[float], grads: list[list[float]], lr: float, b1: float, b2: float, eps: float,
+    init: float,
 ) -> tuple[list[list[float]], int]:
-    """Plain-Python Yogi with s₀ = 0; returns the trajectory and how often g² < s."""
-    m = [0.0] * len(w)
-    s = [0.0] * len(w)
+    """Plain-Python Yogi with m₀ = s₀ = ``init`` (pytorch_optimizer's update, written out);
+    returns the trajectory and how often g² < s."""
+    m = [init] * len(w)
+    s = [init] * len(w)
     w = list(w)
     out, decreases = [], 0
     for t, g in enumerate(grads, start=1):
@@ -101,14 +103,17 @@ def _yogi_reference(
     return out, decreases
 
 
+@pytest.mark.parametrize("init", [1e-6, 0.0, 0.5])
 @pytest.mark.parametrize(("betas", "eps"), [((0.9, 0.999), 1e-3), ((0.5, 0.8), 1e-8)])
-def test_yogi_matches_hand_computation(betas: tuple[float, float], eps: float) -> None:
+def test_yogi_matches_hand_computation(
+    betas: tuple[float, float], eps: float, init: float
+) -> None:
     w0 = [0.5, -1.0, 2.0, 0.0, 1.5]
-    expected, decreases = _yogi_reference(w0, YOGI_GRADS, 0.05, *betas, eps)
+    expected, decreases = _yogi_reference(w0, YOGI_GRADS, 0.05, *betas, eps, init)
     assert decreases >= 5  # the sign flip (g² < s) is exercised, not only Adam-like growth
     w = torch.tensor(w0, dtype=torch.float64)
     frozen = torch.tensor([7.0], dtype=torch.float64)  # never has a gradient
-    opt = Yogi([w, frozen], lr=0.05, betas=betas, eps=eps)
+    opt = Yogi([w, frozen], lr=0.05, betas=betas, eps=eps, initial_accumulator=init)
     for g, want in zip(YOGI_GRADS, expected, strict=True):
         _step_with(opt, [w, frozen], [g, None])
         assert w.tolist() == pytest.approx(want, abs=1e-12, rel=1e-10)
@@ -116,23 +121,55 @@ def test_yogi_matches_hand_computation(betas: tuple[float, float], eps: float) -
     assert frozen not in opt.state
 
 
+def test_yogi_first_step_by_hand_for_both_initial_states() -> None:
+    """One coordinate, g = 0.01, β = (0.9, 0.999), ε = 1e-3, η = 0.1, from w = 1.
+
+    s₀ = 1e-6 (the default): g² = 1e-4 > s₀, so s₁ = 1e-6 + 1e-3·1e-4 = 1.1e-6 and
+    ŝ₁ = 1.1e-6 / 1e-3 = 1.1e-3; m₁ = 0.9e-6 + 1e-3 = 1.0009e-3, m̂₁ = 1.0009e-2; the step is
+    0.1 · 1.0009e-2 / (√1.1e-3 + 1e-3). With s₀ = m₀ = 0 it is Adam's: 0.1 · 0.01 / (0.01 + 1e-3).
+    """
+    expected = {
+        1e-6: 1.0 - 0.1 * 1.0009e-2 / (math.sqrt(1.1e-3) + 1e-3),
+        0.0: 1.0 - 0.1 * 0.01 / (0.01 + 1e-3),
+    }
+    for init, want in expected.items():
+        w = torch.tensor([1.0], dtype=torch.float64)
+        opt = Yogi([w], lr=0.1, betas=(0.9, 0.999), eps=1e-3, initial_accumulator=init)
+        _step_with(opt, [w], [[0.01]])
+        assert w.item() == pytest.approx(want, rel=1e-12), init
+    assert expected[1e-6] > expected[0.0] + 0.06  # s₀ = 1e-6 takes a much shorter step
+
+
+def test_yogi_default_initial_state_is_the_reference_libraries() -> None:
+    w = torch.tensor([1.0, 2.0])
+    opt = Yogi([w])
+    _step_with(opt, [w], [[0.0, 0.0]])  # a zero gradient leaves both moments at their start
+    state = opt.state[w]
+    assert torch.equal(state["exp_avg_sq"], torch.full((2,), 1e-6))
+    torch.testing.assert_close(state["exp_avg"], torch.full((2,), 0.9e-6))
+    assert resolve_optimizer(Component("yogi"))["initial_accumulator"] == 1e-6
+
+
 def test_yogi_through_registry_matches_class() -> None:
     w_reg = torch.tensor([1.0, -2.0], dtype=torch.float64)
     w_cls = w_reg.clone()
-    reg = build_optimizer(Component("yogi", {"lr": 0.02, "beta2": 0.9, "eps": 1e-4}), [w_reg])
-    cls = Yogi([w_cls], lr=0.02, betas=(0.9, 0.9), eps=1e-4)
+    reg = build_optimizer(
+        Component("yogi", {"lr": 0.02, "beta2": 0.9, "eps": 1e-4, "initial_accumulator": 0.1}),
+        [w_reg],
+    )
+    cls = Yogi([w_cls], lr=0.02, betas=(0.9, 0.9), eps=1e-4, initial_accumulator=0.1)
     for g in ([1.0, -3.0], [0.1, 0.5], [-2.0, 0.0]):
         _step_with(reg, [w_reg], [g])
         _step_with(cls, [w_cls], [g])
     torch.testing.assert_close(w_reg, w_cls, rtol=0, atol=0)
 
 
-def test_yogi_starts_from_zero_second_moment() -> None:
-    """s₀ = 0: the first step is Adam's first step and s₁ = (1-β2) g² exactly."""
+def test_yogi_from_zero_state_starts_like_adam() -> None:
+    """m₀ = s₀ = 0: the first step is Adam's first step and s₁ = (1-β2) g² exactly."""
     g = [0.3, -2.0, 0.0]
     w_yogi = torch.tensor([1.0, 1.0, 1.0], dtype=torch.float64)
     w_adam = w_yogi.clone()
-    yogi = Yogi([w_yogi], lr=0.1, betas=(0.9, 0.99), eps=1e-3)
+    yogi = Yogi([w_yogi], lr=0.1, betas=(0.9, 0.99), eps=1e-3, initial_accumulator=0.0)
     adam = torch.optim.Adam([w_adam], lr=0.1, betas=(0.9, 0.99), eps=1e-3)
     _step_with(yogi, [w_yogi], [g])
     _step_with(adam, [w_adam], [g])
@@ -181,7 +218,8 @@ _BAD = [{"lr": -1e-3}, {"betas": (1.0, 0.9)}, {"betas": (0.9, -0.1)}]
 
 @pytest.mark.parametrize(
     ("cls", "kwargs"),
-    [(Yogi, kw) for kw in [*_BAD, {"eps": -1e-8}]] + [(Lion, kw) for kw in _BAD],
+    [(Yogi, kw) for kw in [*_BAD, {"eps": -1e-8}, {"initial_accumulator": -1e-6}]]
+    + [(Lion, kw) for kw in _BAD],
 )
 def test_custom_optimizers_reject_bad_hyperparameters(cls: type, kwargs: dict) -> None:
     with pytest.raises(ValueError):
@@ -249,6 +287,15 @@ def test_rejects_negative_lr(name: str) -> None:
         build_optimizer(Component(name, {"lr": -0.1}), [torch.zeros(1, requires_grad=True)])
 
 
+@pytest.mark.parametrize("lr", [1e308, -1e308, math.inf, math.nan, 10**400, 1e39])
+@pytest.mark.parametrize("name", ALL)
+def test_rejects_an_lr_no_float32_can_hold(name: str, lr: float) -> None:
+    with pytest.raises(ConfigError) as err:
+        resolve_optimizer(Component(name, {"lr": lr}))
+    assert err.value.field == "optimizer.params.lr"
+    assert len(str(err.value)) < 200
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_defaults_validate_against_own_space(name: str) -> None:
     entry = OPTIMIZERS.get(name)
@@ -279,7 +326,8 @@ def test_no_coupled_weight_decay(name: str) -> None:
     """Weight decay belongs to the regularizer axis; only AdamW's decoupled decay is its own."""
     opt = build_optimizer(Component(name), [torch.zeros(1, requires_grad=True)])
     decay = opt.param_groups[0].get("weight_decay", 0.0)
-    assert decay == (0.01 if name == "adamw" else 0.0)
+    # only an optimizer that declares weight_decay as its own hyperparameter decays
+    assert decay == resolve_optimizer(Component(name)).get("weight_decay", 0.0)
 
 
 def test_unknown_name_suggests_closest() -> None:

@@ -19,3 +19,14 @@ def test_metric_points_pickle_to_equal_points_with_every_field() -> None:
         assert back == points
         assert [p.scope for p in back] == ["step", "epoch", "step"]
         assert all(type(p) is MetricPoint for p in back)
+
+
+def test_record_types_spell_the_vocabulary() -> None:
+    """The engine's status and scope literals are the vocabulary's, not a local spelling."""
+    from typing import get_args
+
+    from bench_service.engine.records import Scope, Status
+    from bench_service.vocab import SCOPES, TRIAL_ENDED
+
+    assert set(get_args(Status)) == set(TRIAL_ENDED)
+    assert get_args(Scope) == SCOPES

@@ -96,7 +96,7 @@ def test_dropout_and_norms_reach_the_model() -> None:
     assert any(isinstance(m, torch.nn.BatchNorm1d) for m in model.modules())
 
 
-@pytest.mark.parametrize("name", REGULARIZERS.names())
+@pytest.mark.parametrize("name", REGULARIZERS.builtin_names())
 def test_every_regularizer_validates_its_defaults_and_rejects_negative(name: str) -> None:
     from bench_service.engine.config import Component
 

@@ -17,6 +17,8 @@ from bench_service.engine import (
     prepare_trial,
     run_trial,
 )
+from bench_service.engine.records import MetricPoint, TrialResult
+from bench_service.engine.runner import _summarise
 from bench_service.engine.workloads.quadratic import NoisyQuadratic
 
 FOUR_X_SQUARED = {
@@ -139,6 +141,17 @@ def test_same_seed_identical_different_seed_different() -> None:
     assert _curves(a) != _curves(d)
 
 
+def test_best_follows_the_vocabularys_metric_direction() -> None:
+    result = TrialResult(status="completed", metrics=[
+        MetricPoint(name, value, step, 0, 0.0, "epoch")
+        for name in ("val_acc", "val_f1", "val_perplexity", "val_loss")
+        for step, value in enumerate([0.5, 0.7, 0.6])
+    ])
+    _summarise(result)
+    assert result.best == {"val_acc": 0.7, "val_f1": 0.7, "val_perplexity": 0.5, "val_loss": 0.5}
+    assert result.final["val_acc"] == 0.6
+
+
 def test_time_to_target_is_recorded() -> None:
     r = run_trial(cfg(workload="mlp_digits", optimizer="adam", budget={"epochs": 3}, target=0.5))
     assert r.step_to_target is not None and r.time_to_target is not None
@@ -146,11 +159,12 @@ def test_time_to_target_is_recorded() -> None:
     assert r.step_to_target == first.step
 
 
-@pytest.mark.parametrize("name", SCHEDULERS.names())
+@pytest.mark.parametrize(
+    "name", [n for n in SCHEDULERS.builtin_names() if not SCHEDULERS.get(n).metric_driven]
+)
 def test_recorded_lr_curve_equals_the_schedulers_formula(name: str) -> None:
     entry = SCHEDULERS.get(name)
-    if entry.formula is None:
-        pytest.skip("metric-driven schedule (tested with its own patience logic)")
+    assert entry.formula is not None, f"{name} documents no closed form"
     c = cfg(scheduler=name, budget={"epochs": 12}, workload="linreg")
     prep = prepare_trial(c)
     r = run_trial(c)
@@ -181,7 +195,7 @@ def test_plateau_reduces_lr_when_val_loss_stalls() -> None:
     assert lrs == pytest.approx([0.125, 0.125, 0.125, 0.125, 0.0625, 0.0625])
 
 
-PAIRS = [(o, w) for w in WORKLOADS.names() for o in OPTIMIZERS.names()]
+PAIRS = [(o, w) for w in WORKLOADS.builtin_names() for o in OPTIMIZERS.builtin_names()]
 
 
 @pytest.mark.parametrize(("optimizer", "workload"), PAIRS)

@@ -1,7 +1,7 @@
 """Contract tests run against every registered workload, then checks of specific ones.
 
-Parametrised over ``WORKLOADS.names()`` so that a new workload is held to the interface the
-runner relies on (cached deterministic data, seeded models, a loss that training lowers,
+Parametrised over ``WORKLOADS.builtin_names()`` so that a new workload is held to the interface
+the runner relies on (cached deterministic data, seeded models, a loss that training lowers,
 finite validation metrics) the moment it is registered.
 """
 
@@ -24,11 +24,9 @@ from bench_service.engine.workloads import (
 )
 from bench_service.engine.workloads.char_lm import VOCAB, generate_corpus
 from bench_service.engine.workloads.quadratic import NoisyQuadratic
+from bench_service.vocab import metric_mode
 
-NAMES = WORKLOADS.names()
-#: Workloads whose start point is fixed by design (documented): the seed only changes the
-#: batch order, so every seed gives the same initial parameters.
-FIXED_INIT = {"quadratic", "rosenbrock"}
+NAMES = WORKLOADS.builtin_names()
 
 
 def _arch_cases() -> list[tuple[str, ArchOptions]]:
@@ -70,6 +68,27 @@ def test_class_is_documented(name: str) -> None:
     assert cls.default_batch_size >= 1 and cls.default_epochs >= 1
     assert set(cls.supported_norms) <= set(NORMS)
     assert f"{cls.target.value:g}" in cls.describe()
+    assert cls.target.mode == metric_mode(cls.target.metric)  # the vocabulary's direction
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_sizes_are_bounded_and_defaults_fit(name: str) -> None:
+    """Every integer (size) parameter declares a maximum, and the defaults fit the budget."""
+    cls = WORKLOADS.get(name)
+    for hp in cls.hyperparams:
+        if hp.kind == "int":
+            assert hp.maximum is not None, hp.name
+    assert build_workload(name).estimated_bytes() < cls.max_bytes / 100
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_an_absurd_size_is_refused_before_allocating(name: str) -> None:
+    ints = [hp for hp in WORKLOADS.get(name).hyperparams if hp.kind == "int"]
+    for hp in ints:
+        with pytest.raises(ConfigError) as err:
+            build_workload(name, {hp.name: 10**30})
+        assert err.value.field == f"workload.params.{hp.name}"
+        assert "1e30" in str(err.value) and len(str(err.value)) < 200
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -109,7 +128,8 @@ def test_init_depends_on_seed_only(name: str) -> None:
     assert a.keys() == b.keys() == c.keys()
     assert all(torch.equal(a[k], b[k]) for k in a)
     same = all(torch.equal(a[k], c[k]) for k in a)
-    assert same if name in FIXED_INIT else not same
+    # A workload whose start is fixed by design says so (``seeded_init = False``).
+    assert same != wl.seeded_init
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -166,6 +186,36 @@ def test_unsupported_norms_are_refused(name: str, norm: str) -> None:
     wl = build_workload(name)
     with pytest.raises(IncompatibleError, match=norm):
         wl.init_model(0, ArchOptions(norm=norm))
+
+
+def test_sizes_within_each_bound_but_too_big_together_are_refused() -> None:
+    with pytest.raises(ConfigError, match=r"needs about 7.45e\+05 GiB.*dim or n_train") as err:
+        build_workload("quadratic", {"dim": 10**7, "n_train": 10**7})
+    assert err.value.field == "workload.params"
+    with pytest.raises(ConfigError, match="linreg with these parameters needs about"):
+        build_workload("linreg", {"dim": 10**6, "n_train": 10**7})
+    with pytest.raises(ConfigError, match="mlp_digits"):
+        build_workload("mlp_digits", {"hidden": 2**16})
+    with pytest.raises(ConfigError, match="char_lm"):
+        build_workload("char_lm", {"d_model": 4096, "n_layer": 64})
+
+
+class _ForgetsTheArchCheck(NoisyQuadratic):
+    """A subclass whose ``init_model`` never calls ``check_arch``."""
+
+    name = "forgets_arch_check"
+
+    def init_model(self, seed: int, arch: ArchOptions) -> nn.Module:
+        return torch.nn.Linear(1, 1)
+
+
+def test_init_model_checks_arch_even_when_a_subclass_forgets() -> None:
+    wl = _ForgetsTheArchCheck()
+    with pytest.raises(IncompatibleError, match="batchnorm"):
+        wl.init_model(0, ArchOptions(norm="batchnorm"))
+    with pytest.raises(IncompatibleError, match="dropout"):
+        wl.init_model(seed=0, arch=ArchOptions(dropout=0.5))
+    assert isinstance(wl.init_model(0, ArchOptions()), nn.Linear)
 
 
 # --- quadratic ------------------------------------------------------------------------------

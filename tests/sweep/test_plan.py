@@ -54,9 +54,9 @@ def test_quickstart_is_small_and_all_algorithms_covers_every_registry_entry() ->
     quick = plan_sweep(load_spec(EXAMPLES / "quickstart.yaml"))
     assert len(quick.trials) == 2 * 4 * 2 * 1 * 2
     big = plan_sweep(load_spec(EXAMPLES / "all_algorithms.yaml"))
-    assert {t.optimizer for t in big.trials} == set(OPTIMIZERS.names())
-    assert {t.scheduler for t in big.trials} == set(SCHEDULERS.names())
-    assert {t.regularizer for t in big.trials} == set(REGULARIZERS.names())
+    assert {t.optimizer for t in big.trials} == set(OPTIMIZERS.builtin_names())
+    assert {t.scheduler for t in big.trials} == set(SCHEDULERS.builtin_names())
+    assert {t.regularizer for t in big.trials} == set(REGULARIZERS.builtin_names())
     assert len(big.trials) >= 1000
 
 

@@ -1,32 +1,20 @@
-"""Workload registry: test problems found by name. Importing this package registers them."""
+"""Workloads: test problems found by name, and the interface a plug-in workload implements.
+
+The public face for plug-ins (kept stable): ``Workload``, ``Dataset``, ``Target``,
+``ArchOptions``, ``NORMS``, the registry ``WORKLOADS`` and ``build_workload``. The built-in
+workloads are the modules of this package; ``WORKLOADS`` imports them on its first lookup, so
+importing this package imports none of them (and none of them imports this package's names).
+"""
 
 from __future__ import annotations
 
-from bench_service.engine.registry import Registry
+from bench_service.engine.workloads._registry import WORKLOADS, build_workload
 from bench_service.engine.workloads.base import (
     NORMS,
     ArchOptions,
     Dataset,
     Target,
     Workload,
-)
-
-WORKLOADS: Registry[type[Workload]] = Registry("workloads")
-
-
-def build_workload(name: str, params: dict | None = None, where: str = "workload") -> Workload:
-    """Instantiate a registered workload with validated parameters."""
-    cls = WORKLOADS.get(name, where=f"{where}.name" if where else "")
-    return cls(**(params or {}))
-
-
-# Registration happens on import of each module (one class per file).
-from bench_service.engine.workloads import (  # noqa: E402,F401
-    char_lm,
-    digits,
-    linreg,
-    quadratic,
-    rosenbrock,
 )
 
 __all__ = [

@@ -8,17 +8,19 @@ nothing hides global state, so that a later packed runner can stack many models 
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal
+from typing import Any, ClassVar
 
 import torch
 from torch import nn
 
-from bench_service.engine.errors import IncompatibleError
+from bench_service.engine.errors import ConfigError, IncompatibleError
 from bench_service.engine.hparams import ParamSpace
+from bench_service.vocab import Mode
 
 NORMS = ("batchnorm", "layernorm", "groupnorm", "instancenorm")
 
@@ -29,7 +31,7 @@ class Target:
 
     metric: str
     value: float
-    mode: Literal["min", "max"] = "min"
+    mode: Mode = "min"
 
     def reached(self, value: float) -> bool:
         return value <= self.value if self.mode == "min" else value >= self.value
@@ -59,12 +61,35 @@ class Dataset:
 
 _DATA_CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], Dataset] = {}
 
+#: Bytes per model parameter in training: float32 weight, gradient and two optimizer moments.
+MODEL_BYTES_PER_PARAM = 16
+#: Bytes of data and model a workload may need unless it says otherwise (``max_bytes``): far
+#: above every built-in default, far below what a typo (``dim: 10^9``) would allocate.
+DEFAULT_MAX_BYTES = 4 * 2**30
+
+
+def _checking_arch(init_model: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+    """Wrap a subclass's ``init_model`` so that ``check_arch`` always runs first."""
+
+    @functools.wraps(init_model)
+    def wrapper(self: Workload, *args: Any, **kwargs: Any) -> nn.Module:
+        arch = kwargs.get("arch", args[1] if len(args) > 1 else None)
+        if isinstance(arch, ArchOptions):
+            self.check_arch(arch)
+        return init_model(self, *args, **kwargs)
+
+    wrapper._checks_arch = True  # type: ignore[attr-defined]
+    return wrapper
+
 
 class Workload(ABC):
     """Base class of every test problem.
 
     Subclasses set the class attributes and implement ``make_data``, ``init_model`` and
-    ``loss_fn``; registering is ``WORKLOADS.register(MyWorkload)`` in the same file.
+    ``loss_fn``; registering is decorating the class with ``@WORKLOADS.register`` (built-in
+    workloads: in their own module of this package, which is all a new one needs). Every
+    ``init_model`` checks the architecture options first (``check_arch``): the base class
+    wraps it, so a subclass cannot forget to.
     """
 
     name: ClassVar[str]
@@ -82,9 +107,42 @@ class Workload(ABC):
     #: Per-optimizer default overrides for this problem (e.g. a smaller SGD lr on Rosenbrock,
     #: whose gradients are large). Order: registry default < this < the user's params.
     optimizer_defaults: ClassVar[Mapping[str, Mapping[str, Any]]] = {}
+    #: Whether the seed draws the initial parameters; ``False`` for problems whose start is
+    #: fixed by design (the seed then only changes the batch order).
+    seeded_init: ClassVar[bool] = True
+    #: Upper bound of ``estimated_bytes()``; larger parameters are refused before allocating.
+    max_bytes: ClassVar[int] = DEFAULT_MAX_BYTES
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        own = cls.__dict__.get("init_model")
+        if (own is not None and not getattr(own, "__isabstractmethod__", False)
+                and not getattr(own, "_checks_arch", False)):
+            cls.init_model = _checking_arch(own)  # type: ignore[method-assign]
 
     def __init__(self, **params: Any) -> None:
         self.params: dict[str, Any] = self.hyperparams.resolve(params, "workload.params")
+        self._check_size()
+
+    def estimated_bytes(self) -> int:
+        """Rough bytes of this workload's data set and model at ``self.params`` (0: unknown).
+
+        Called before anything is allocated, so that parameters whose product is absurd
+        (``n_train × dim`` of 10^14 floats) are refused with a clear message instead of
+        crashing the worker. Built-in workloads whose size depends on parameters override it.
+        """
+        return 0
+
+    def _check_size(self) -> None:
+        need = self.estimated_bytes()
+        if need > self.max_bytes:
+            sized = [p.name for p in self.hyperparams if p.kind == "int"]
+            raise ConfigError(
+                "workload.params",
+                f"{self.name} with these parameters needs about {need / 2**30:.3g} GiB for its "
+                f"data and model, more than the {self.max_bytes / 2**30:g} GiB a workload may "
+                f"use; make {' or '.join(sized) or 'its parameters'} smaller",
+            )
 
     # --- data ---------------------------------------------------------------------------
     @abstractmethod
@@ -103,8 +161,8 @@ class Workload(ABC):
         """Raise ``IncompatibleError`` if this workload cannot honour ``arch``."""
         if arch.dropout > 0 and not self.supports_dropout:
             raise IncompatibleError(
-                where, f"workload {self.name!r} has no hidden layers for dropout; "
-                "use it with mlp_digits, cnn_digits or char_lm",
+                where, f"workload {self.name!r} has no hidden layers for dropout; use it "
+                "with a workload that supports dropout (see `bench list workloads`)",
             )
         if arch.norm is not None and arch.norm not in self.supported_norms:
             can = ", ".join(self.supported_norms) or "none"

@@ -19,7 +19,14 @@ from torch.nn import functional as F
 
 from bench_service.engine.errors import ConfigError
 from bench_service.engine.hparams import HyperParam, ParamSpace
-from bench_service.engine.workloads.base import ArchOptions, Dataset, Target, Workload
+from bench_service.engine.workloads._registry import WORKLOADS
+from bench_service.engine.workloads.base import (
+    MODEL_BYTES_PER_PARAM,
+    ArchOptions,
+    Dataset,
+    Target,
+    Workload,
+)
 
 #: Seed of the corpus: the same text for every trial.
 CORPUS_SEED = 2_718
@@ -192,6 +199,7 @@ class _CharTransformer(nn.Module):
                     module.reset_parameters()
 
 
+@WORKLOADS.register
 class CharLM(Workload):
     """Next-character prediction with a small causal transformer (2 layers, 2 heads, d=64).
 
@@ -216,14 +224,23 @@ class CharLM(Workload):
         "English-like corpus; reports val_perplexity."
     )
     hyperparams = ParamSpace((
-        HyperParam("n_layer", 2, kind="int", minimum=1, help="transformer blocks"),
-        HyperParam("n_head", 2, kind="int", minimum=1, help="attention heads per block"),
-        HyperParam("d_model", 64, kind="int", minimum=1, help="embedding width"),
-        HyperParam("context", 64, kind="int", minimum=2, help="characters per window"),
+        HyperParam("n_layer", 2, kind="int", minimum=1, maximum=64, help="transformer blocks"),
         HyperParam(
-            "train_chars", 131_072, kind="int", minimum=1_024, help="training text length",
+            "n_head", 2, kind="int", minimum=1, maximum=64, help="attention heads per block",
         ),
-        HyperParam("val_chars", 16_384, kind="int", minimum=256, help="validation text length"),
+        HyperParam("d_model", 64, kind="int", minimum=1, maximum=4096, help="embedding width"),
+        HyperParam(
+            "context", 64, kind="int", minimum=2, maximum=4096, help="characters per window",
+        ),
+        # The corpus is generated in pure Python: 10^7 characters take tens of seconds.
+        HyperParam(
+            "train_chars", 131_072, kind="int", minimum=1_024, maximum=10**7,
+            help="training text length",
+        ),
+        HyperParam(
+            "val_chars", 16_384, kind="int", minimum=256, maximum=10**7,
+            help="validation text length",
+        ),
     ))
     target = Target("val_loss", 1.0, "min")
     default_batch_size = 64
@@ -231,6 +248,14 @@ class CharLM(Workload):
     classification = True
     supports_dropout = True
     supported_norms = ("layernorm",)
+
+    def estimated_bytes(self) -> int:
+        """The corpus (text, code list, int64 tensor) and the transformer's parameters."""
+        p = self.params
+        chars = int(p["train_chars"]) + int(p["val_chars"])
+        d, layers, context = int(p["d_model"]), int(p["n_layer"]), int(p["context"])
+        params = layers * (12 * d * d + 13 * d) + (2 * len(VOCAB) + context + 2) * d
+        return 17 * chars + MODEL_BYTES_PER_PARAM * params
 
     def __init__(self, **params: Any) -> None:
         super().__init__(**params)
@@ -255,7 +280,6 @@ class CharLM(Workload):
         return Dataset(x_train, y_train, x_val, y_val)
 
     def init_model(self, seed: int, arch: ArchOptions) -> nn.Module:
-        self.check_arch(arch)
         p = self.params
         with torch.device("meta"):  # no draw from the global RNG
             model = _CharTransformer(
@@ -280,7 +304,3 @@ class CharLM(Workload):
             metrics["val_perplexity"] = math.inf
         return metrics
 
-
-from bench_service.engine.workloads import WORKLOADS  # noqa: E402
-
-WORKLOADS.register(CharLM)

@@ -20,7 +20,14 @@ from torch.nn import functional as F
 
 from bench_service.engine.errors import IncompatibleError
 from bench_service.engine.hparams import HyperParam, ParamSpace
-from bench_service.engine.workloads.base import ArchOptions, Dataset, Target, Workload
+from bench_service.engine.workloads._registry import WORKLOADS
+from bench_service.engine.workloads.base import (
+    MODEL_BYTES_PER_PARAM,
+    ArchOptions,
+    Dataset,
+    Target,
+    Workload,
+)
 
 DATA_FILE = Path(__file__).parent / "data" / "digits.npz"
 
@@ -85,6 +92,7 @@ class _DigitsWorkload(Workload):
                 )
 
 
+@WORKLOADS.register
 class LogRegDigits(_DigitsWorkload):
     """Multinomial logistic regression: one ``Linear(64, 10)`` (convex).
 
@@ -100,7 +108,6 @@ class LogRegDigits(_DigitsWorkload):
     default_epochs = 20
 
     def init_model(self, seed: int, arch: ArchOptions) -> nn.Module:
-        self.check_arch(arch)
         return seeded_build(lambda: nn.Linear(64, 10), seed)
 
 
@@ -111,6 +118,7 @@ _MLP_NORMS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
+@WORKLOADS.register
 class MLPDigits(_DigitsWorkload):
     """MLP 64 → hidden → hidden → 10 with ReLU.
 
@@ -125,7 +133,9 @@ class MLPDigits(_DigitsWorkload):
     name = "mlp_digits"
     description = "Two-hidden-layer ReLU MLP on the 8x8 digits; supports dropout and norms."
     hyperparams = ParamSpace((
-        HyperParam("hidden", 128, kind="int", minimum=1, help="units per hidden layer"),
+        HyperParam(
+            "hidden", 128, kind="int", minimum=1, maximum=2**16, help="units per hidden layer",
+        ),
     ))
     target = Target("val_accuracy", 0.95, "max")
     default_epochs = 15
@@ -133,8 +143,11 @@ class MLPDigits(_DigitsWorkload):
     supported_norms = tuple(_MLP_NORMS)
     width_param = "hidden"
 
+    def estimated_bytes(self) -> int:
+        h = int(self.params["hidden"])
+        return MODEL_BYTES_PER_PARAM * (65 * h + (h + 1) * h + (h + 1) * 10)
+
     def init_model(self, seed: int, arch: ArchOptions) -> nn.Module:
-        self.check_arch(arch)
         hidden = int(self.params["hidden"])
 
         def build() -> nn.Module:
@@ -163,6 +176,7 @@ _CNN_NORMS: dict[str, Callable[[int], nn.Module]] = {
 }
 
 
+@WORKLOADS.register
 class CNNDigits(_DigitsWorkload):
     """Small CNN on 1x8x8 images.
 
@@ -181,7 +195,7 @@ class CNNDigits(_DigitsWorkload):
     description = "Two-conv-layer CNN on the 8x8 digits; supports dropout and all four norms."
     hyperparams = ParamSpace((
         HyperParam(
-            "channels", 16, kind="int", minimum=1,
+            "channels", 16, kind="int", minimum=1, maximum=2**12,
             help="channels of the first conv (the second has twice as many)",
         ),
     ))
@@ -191,8 +205,12 @@ class CNNDigits(_DigitsWorkload):
     supported_norms = tuple(_CNN_NORMS)
     width_param = "channels"
 
+    def estimated_bytes(self) -> int:
+        c = int(self.params["channels"])
+        params = 10 * c + (9 * c + 1) * 2 * c + (32 * c + 1) * 10
+        return MODEL_BYTES_PER_PARAM * params
+
     def init_model(self, seed: int, arch: ArchOptions) -> nn.Module:
-        self.check_arch(arch)
         c = int(self.params["channels"])
 
         def build() -> nn.Module:
@@ -210,9 +228,3 @@ class CNNDigits(_DigitsWorkload):
 
         return seeded_build(build, seed)
 
-
-from bench_service.engine.workloads import WORKLOADS  # noqa: E402
-
-WORKLOADS.register(LogRegDigits)
-WORKLOADS.register(MLPDigits)
-WORKLOADS.register(CNNDigits)

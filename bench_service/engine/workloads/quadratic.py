@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from bench_service.engine.hparams import HyperParam, ParamSpace
+from bench_service.engine.workloads._registry import WORKLOADS
 from bench_service.engine.workloads.base import ArchOptions, Dataset, Target, Workload
 
 #: Fixed seed of the noise samples: every trial sees the same data, the trial seed only
@@ -37,6 +38,7 @@ class _Bowl(nn.Module):
         return 0.5 * (diff * diff * self.curvatures).sum(-1)
 
 
+@WORKLOADS.register
 class NoisyQuadratic(Workload):
     """``f(x) = ½ (x - ξ)ᵀ A (x - ξ)`` with ``ξ ~ N(0, noise²·I)`` drawn per sample.
 
@@ -64,7 +66,9 @@ class NoisyQuadratic(Workload):
         "eigenvalues; val_loss is the noise-free loss ½xᵀAx."
     )
     hyperparams = ParamSpace((
-        HyperParam("dim", 100, kind="int", minimum=1, help="number of coordinates"),
+        HyperParam(
+            "dim", 100, kind="int", minimum=1, maximum=10**7, help="number of coordinates",
+        ),
         HyperParam(
             "condition", 1e3, minimum=1.0, help="ratio of largest to smallest curvature",
         ),
@@ -74,11 +78,19 @@ class NoisyQuadratic(Workload):
         ),
         HyperParam("noise", 0.1, minimum=0.0, help="standard deviation of each ξ entry"),
         HyperParam("init_scale", 1.0, help="every entry of the start point x₀"),
-        HyperParam("n_train", 1024, kind="int", minimum=1, help="number of noise samples"),
+        HyperParam(
+            "n_train", 1024, kind="int", minimum=1, maximum=10**8,
+            help="number of noise samples",
+        ),
     ))
     target = Target("val_loss", 0.01, "min")
     default_batch_size = 64
     default_epochs = 20
+    seeded_init = False
+
+    def estimated_bytes(self) -> int:
+        """The float32 noise samples ``n_train × dim``, twice while they are drawn."""
+        return 8 * int(self.params["n_train"]) * int(self.params["dim"])
 
     def curvatures(self) -> torch.Tensor:
         """The diagonal of ``A``, largest first."""
@@ -94,7 +106,6 @@ class NoisyQuadratic(Workload):
         )
 
     def init_model(self, seed: int, arch: ArchOptions) -> nn.Module:
-        self.check_arch(arch)
         start = torch.full((int(self.params["dim"]),), float(self.params["init_scale"]))
         return _Bowl(self.curvatures(), start)
 
@@ -102,7 +113,3 @@ class NoisyQuadratic(Workload):
         """Mean of the per-sample losses (``target`` is a placeholder)."""
         return output.mean()
 
-
-from bench_service.engine.workloads import WORKLOADS  # noqa: E402
-
-WORKLOADS.register(NoisyQuadratic)

@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from bench_service.engine.hparams import HyperParam, ParamSpace
+from bench_service.engine.workloads._registry import WORKLOADS
 from bench_service.engine.workloads.base import ArchOptions, Dataset, Target, Workload
 
 
@@ -30,6 +31,7 @@ class _Point(nn.Module):
         return f.expand(rows.shape[0])
 
 
+@WORKLOADS.register
 class Rosenbrock(Workload):
     """``f(x, y) = (a - x)² + b (y - x²)²``, minimum 0 at ``(a, a²)``.
 
@@ -59,7 +61,7 @@ class Rosenbrock(Workload):
         HyperParam("x0", -1.5, help="start x"),
         HyperParam("y0", 2.0, help="start y"),
         HyperParam(
-            "steps_per_epoch", 100, kind="int", minimum=2,
+            "steps_per_epoch", 100, kind="int", minimum=2, maximum=10**7,
             help="placeholder training rows = updates per epoch at batch size 1",
         ),
     ))
@@ -71,6 +73,7 @@ class Rosenbrock(Workload):
     }
     default_batch_size = 1
     default_epochs = 30
+    seeded_init = False
 
     def make_data(self) -> Dataset:
         n = int(self.params["steps_per_epoch"])
@@ -80,7 +83,6 @@ class Rosenbrock(Workload):
         )
 
     def init_model(self, seed: int, arch: ArchOptions) -> nn.Module:
-        self.check_arch(arch)
         p = self.params
         return _Point(float(p["a"]), float(p["b"]), (float(p["x0"]), float(p["y0"])))
 
@@ -92,7 +94,3 @@ class Rosenbrock(Workload):
         x, y = model.get_parameter("xy").detach().tolist()
         return {"param_x": float(x), "param_y": float(y)}
 
-
-from bench_service.engine.workloads import WORKLOADS  # noqa: E402
-
-WORKLOADS.register(Rosenbrock)
