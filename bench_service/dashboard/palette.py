@@ -4,8 +4,10 @@ Colours are assigned by position in the engine's registries (``OPTIMIZERS.names(
 not by position in the current sweep, so ``adam`` has the same colour whether a sweep holds
 two optimizers or thirteen. The registry orders are mirrored here rather than imported:
 importing the registries imports PyTorch (seconds, hundreds of MB) into a process that
-only reads a database. ``tests/dashboard`` checks that the mirror equals the registries, so
-adding an algorithm to the engine without adding it here fails a test.
+only reads a database. The mirror only keeps existing colours stable: a new registry entry
+missing here takes a free slot after the mirrored ones (``tests/dashboard`` checks every
+built-in entry gets a distinguishable colour), so adding an algorithm stays one entry in one
+file.
 
 Names not in a registry (third-party plug-ins, workload labels such as
 ``quadratic(condition=10)``, hyperparameter names, seeds) take the slots after the
