@@ -23,7 +23,8 @@ _EXPORTS = {
     "ray_session": "bench_service.cluster.session",
 }
 
-__all__ = sorted(_EXPORTS)
+__all__ = ["Cancelled", "Job", "RaySession", "SweepOutcome", "TrialSource", "ray_session",
+           "run_loop"]
 
 
 def __getattr__(name: str) -> Any:
