@@ -4,6 +4,7 @@ sweeps as a source (grid sampler, pruned trials, GPU slots), no-op resumes witho
 from __future__ import annotations
 
 import io
+import itertools
 import math
 from collections.abc import Iterator
 from pathlib import Path
@@ -120,7 +121,7 @@ def test_one_gpu_runs_one_tuning_trial_at_a_time(local_ray: None, tmp_path: Path
     (study,) = _studies(url, "gpu")
     spans = sorted((t.datetime_start, t.datetime_complete) for t in study.trials)
     assert len(spans) == 4
-    for (_, end), (start, _) in zip(spans, spans[1:], strict=False):
+    for (_, end), (start, _) in itertools.pairwise(spans):
         assert end is not None and start is not None and end <= start, spans
 
 
@@ -172,7 +173,7 @@ def test_the_stored_objective_of_every_tuning_trial_is_optunas_value(
     pruned = [t for t in study.trials if t.state == TrialState.PRUNED]
     assert pruned, "no trial was pruned: the test proves nothing"
     for number, row in rows.iterrows():
-        trial = by_number[int(number)]  # type: ignore[call-overload]
+        trial = by_number[int(number)]
         value = trial.value if trial.value is not None and math.isfinite(trial.value) else None
         stored = None if row["objective"] is None or math.isnan(row["objective"]) \
             else float(row["objective"])
@@ -181,6 +182,7 @@ def test_the_stored_objective_of_every_tuning_trial_is_optunas_value(
         row = rows.loc[trial.number]
         curve = curves[curves["trial_id"] == row["trial_id"]].sort_values("epoch")
         assert row["status"] == "pruned"
+        assert trial.last_step is not None
         assert trial.value == trial.intermediate_values[trial.last_step]
         assert int(curve["epoch"].iloc[-1]) == trial.last_step == int(row["epochs"]) - 1
         assert float(curve["value"].iloc[-1]) == trial.value
