@@ -84,6 +84,6 @@ def _finish(run: SweepRun, outcome: SweepOutcome, store: Store, sweep_id: int,
             print(f"cancelled: {c.unfinished} trial(s) not finished ({c.marked} interrupted "
                   "marked cancelled); run the same command again to resume", file=out,
                   flush=True)
-        return EXIT_CANCELLED
+        return int(getattr(outcome.cause, "exit_code", EXIT_CANCELLED))
     store.set_sweep_status(sweep_id, "completed")
     return run.report(outcome, store)

@@ -32,6 +32,7 @@ import ray
 
 from bench_service.cluster.sweep_runner import (
     Progress,
+    Writer,
     collect,
     ensure_ready,
     start_writer,
@@ -46,7 +47,8 @@ if TYPE_CHECKING:
 #: trial queued behind the running one).
 MIN_WINDOW = 4
 #: The exceptions that cancel a sweep: a terminal's Ctrl-C. A handler that turns another
-#: signal into a cancel raises one of these (or a subclass) in the main thread.
+#: signal into a cancel raises one of these (or a subclass) in the main thread; an
+#: ``exit_code`` attribute on it is the exit code the driver returns (else 130).
 CANCEL_EXCEPTIONS: tuple[type[BaseException], ...] = (KeyboardInterrupt,)
 
 
@@ -151,20 +153,22 @@ def run_loop(
     window = submission_window(capacity)
     in_flight: dict[Any, Job] = {}
 
-    def top_up() -> None:
+    def top_up(writer_name: str) -> None:
         free = window - len(in_flight)
         if free > 0:
             for job in source.next_jobs(free):
-                in_flight[task.remote(job.trial_id, job.config, writer.name, job.pruning)] = job
+                in_flight[task.remote(job.trial_id, job.config, writer_name, job.pruning)] = job
 
-    # Only trials longer than FLUSH_SECONDS use the writer; it starts while the first trials
-    # are submitted, and a trial that looks for it before it exists keeps its points meanwhile.
-    writer = start_writer(store.url, wait=False)
+    writer: Writer | None = None
     bar: Progress | None = None
     try:
+        # Only trials longer than FLUSH_SECONDS use the writer; it starts while the source
+        # gets ready and the first trials are submitted, and a trial that looks for it before
+        # it exists keeps its points meanwhile.
+        writer = start_writer(store.url, wait=False)
         total, already = source.start()
         bar = Progress(total - already, already, progress)
-        top_up()
+        top_up(writer.name)
         ensure_ready(writer.handle)
         while True:
             if not in_flight:
@@ -180,10 +184,12 @@ def run_loop(
                 if source.on_done(job, status, lost):
                     outcome.counts[status] += 1
                     bar.update(1, outcome.counts, min(len(in_flight), capacity))
-            top_up()
+            top_up(writer.name)
     except CANCEL_EXCEPTIONS as exc:
         outcome.cause = exc
-        outcome.cancelled = _cancel(source, in_flight, store, writer.handle, outcome.counts)
+        outcome.cancelled = _cancel(source, in_flight, store,
+                                    writer.handle if writer is not None else None,
+                                    outcome.counts)
     finally:
         # No final flush needed: a task that streamed to the writer waits until its
         # batches are stored before it returns its outcome.
@@ -201,7 +207,8 @@ def _cancel(source: TrialSource, in_flight: dict[Any, Job], store: Store, writer
         with contextlib.suppress(Exception):
             if source.on_done(job, status, lost):
                 counts[status] += 1
-    stop_writer(writer)
+    if writer is not None:
+        stop_writer(writer)
     return source.on_cancel()
 
 
