@@ -103,8 +103,8 @@ class GridRun:
         self.todo = self.store.trials_to_run(self.sweep.id)
         total = len(plan.trials)
         if resumed:
-            say(f"resuming sweep {plan.name!r}: {total - len(self.todo)}/{total} trials "
-                f"already finished")
+            say(f"resuming sweep {plan.name!r} ({total} trials{size_note(plan)}): "
+                f"{total - len(self.todo)}/{total} trials already finished")
         else:
             say(f"sweep {plan.name!r}: {total} trials{size_note(plan)} "
                 f"({len(plan.cells)} cells × {len(plan.spec.seeds)} seeds) in "
