@@ -276,3 +276,12 @@ def test_ctrl_c_on_a_resumed_sweep_counts_every_unfinished_trial(tmp_path: Path)
     unfinished = sum(n for s, n in counts.items() if s not in TRIAL_FINISHED)
     assert int(said.group(1)) == unfinished > 0, (out, counts)
     assert counts.get("running", 0) == 0 and counts.get("pending", 0) == 0
+
+
+def test_the_sweeps_size_is_said_in_steps_when_the_plan_knows_them() -> None:
+    from types import SimpleNamespace
+
+    from bench_service.cluster.runs import size_note
+
+    assert size_note(SimpleNamespace(total_steps=1_234_567)) == ", 1,234,567 steps"
+    assert size_note(SimpleNamespace()) == ""  # a plan without the count: trials only
