@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from bench_service.cluster.loop import SweepOutcome, TrialSource
@@ -51,51 +51,72 @@ def size_note(plan: object) -> str:
 
 
 def probably_finished(spec_path: str, db: str | None, name: str | None = None) -> bool:
-    """Whether a SQLite results file says the sweep of ``spec_path`` already ran to its end.
+    """Whether the results database says the sweep of ``spec_path`` already ran to its end.
 
-    A look costing milliseconds (Python's own ``sqlite3``: no planning, no torch, Ray,
-    SQLAlchemy or migrations) for ``bench run`` to decide whether starting Ray early is
-    worth it: a no-op resume then never starts Ray. A wrong guess costs only that head start,
-    either way. Anything else (a server database, no file yet, an unreadable spec, another
-    schema) says ``False`` and the driver decides as always (it too starts Ray only when
-    something is left to run).
+    A cheap look (no planning, no torch, Ray, pandas or migrations: two plain SQL queries,
+    through Python's own ``sqlite3`` for a SQLite file) for ``bench run`` to decide whether
+    starting Ray early is worth it: a no-op resume then never starts Ray. A wrong guess
+    costs only that head start, either way. Anything unexpected (no database yet, an
+    unreadable spec, another schema) says ``False`` and the driver decides as always (it too
+    starts Ray only when something is left to run).
 
     A grid is finished when its row says ``completed`` and no trial is left to run; a tuned
     sweep when it says ``completed`` (replaced tuning trials stay ``cancelled`` in a finished
     one; the driver's own check, ``TunedRun.nothing_left``, decides).
     """
+    import os
+
     try:
-        import json
-        import os
-        import sqlite3
-
         from bench_service.sweep.yaml_io import parse_yaml, read_spec_file
-        from bench_service.vocab import RUNNABLE_STATUSES
 
-        path = _sqlite_file(db or os.environ.get("BENCH_DB_URL", "").strip() or "bench.db")
-        if path is None or not path.is_file():
+        url = db or os.environ.get("BENCH_DB_URL", "").strip() or "bench.db"
+        path = _sqlite_file(url)
+        if (path is None and not url.startswith("postgresql")) or (
+                path is not None and not path.is_file()):
             return False
         raw = parse_yaml(read_spec_file(Path(spec_path)))
         sweep_name = name or (raw.get("name") if isinstance(raw, dict) else None)
         if not isinstance(sweep_name, str):
             return False
-        conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+        if path is not None:
+            import sqlite3
+
+            conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True, timeout=5)
+            try:
+                return _finished(conn.execute, sweep_name)
+            finally:
+                conn.close()
+        import sqlalchemy as sa
+
+        engine = sa.create_engine(url, connect_args={"connect_timeout": 5})
         try:
-            row = conn.execute("SELECT id, status, spec FROM bench_sweeps WHERE name = ?",
-                               (sweep_name,)).fetchone()
-            if row is None or row[1] != "completed":
-                return False
-            if json.loads(row[2]).get("tuning"):
-                return True
-            marks = ", ".join("?" for _ in RUNNABLE_STATUSES)
-            left = conn.execute(
-                f"SELECT count(*) FROM bench_trials WHERE sweep_id = ? AND status IN ({marks})",
-                (row[0], *RUNNABLE_STATUSES)).fetchone()[0]
-            return int(left) == 0
+            with engine.connect() as sa_conn:
+                return _finished(lambda sql, params: sa_conn.execute(sa.text(sql), params),
+                                 sweep_name)
         finally:
-            conn.close()
+            engine.dispose()
     except Exception:
         return False
+
+
+def _finished(execute: Callable[[str, dict[str, object]], Any], sweep_name: str) -> bool:
+    """The two queries, with named parameters (both ``sqlite3`` and SQLAlchemy read them)."""
+    import json
+
+    from bench_service.vocab import RUNNABLE_STATUSES
+
+    row = execute("SELECT id, status, spec FROM bench_sweeps WHERE name = :name",
+                  {"name": sweep_name}).fetchone()
+    if row is None or row[1] != "completed":
+        return False
+    spec = row[2] if isinstance(row[2], dict) else json.loads(row[2])
+    if spec.get("tuning"):
+        return True
+    statuses = {f"s{i}": s for i, s in enumerate(RUNNABLE_STATUSES)}
+    left = execute("SELECT count(*) FROM bench_trials WHERE sweep_id = :id AND status IN ("
+                   + ", ".join(f":{k}" for k in statuses) + ")",
+                   {"id": row[0], **statuses}).fetchone()[0]
+    return int(left) == 0
 
 
 def _sqlite_file(url: str) -> Path | None:
