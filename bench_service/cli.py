@@ -144,9 +144,14 @@ def main(argv: Sequence[str] | None = None, *, start_ray_early: bool = False) ->
 
 
 def _embedded_run(args: argparse.Namespace) -> bool:
-    """``bench run`` of an existing spec file on the embedded local Ray."""
-    return (args.command == "run" and args.address is None
-            and not os.environ.get("RAY_ADDRESS") and Path(args.spec).is_file())
+    """``bench run`` of an existing spec file on the embedded local Ray, with something left
+    to run (a no-op resume never starts Ray)."""
+    if not (args.command == "run" and args.address is None
+            and not os.environ.get("RAY_ADDRESS") and Path(args.spec).is_file()):
+        return False
+    from bench_service.cluster.runs import probably_finished
+
+    return not probably_finished(args.spec, args.db, args.name)
 
 
 def _store_error() -> type[Exception]:

@@ -2,7 +2,8 @@
 
 Equal ``trials_per_cell`` in both runs; prints, per pruner, the compute spent on tuning
 (trial-seconds and optimizer steps), how many trials were pruned, and the best objective each
-cell reached (its final-seed mean). Runs ``bench run`` twice into one temporary SQLite file.
+cell reached (its final-seed mean), and whether each tuning trial's stored objective is the
+value its Optuna study holds. Runs ``bench run`` twice into one temporary SQLite file.
 
     python benchmarks/pruning.py [--trials 16] [--epochs 10]
 """
@@ -15,6 +16,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import yaml
 
@@ -31,6 +33,28 @@ def spec(name: str, pruner: str, trials: int, epochs: int) -> dict:
         "tuning": {"trials_per_cell": trials, "sampler": "tpe", "pruner": pruner,
                    "final_seeds": [0, 1, 2]},
     }
+
+
+def agreement(store: Any, db: str, name: str) -> tuple[int, int]:
+    """How many tuning trials' stored objective equals the value their Optuna study holds
+    (a pruned trial's: its last intermediate value)."""
+    import math
+
+    import optuna
+
+    def same(a: Any, b: Any) -> bool:
+        a = None if a is None or not math.isfinite(a) else float(a)
+        b = None if b is None or not math.isfinite(b) else float(b)
+        return a == b
+
+    rows = store.trials_frame(name, role="tuning")
+    agree = 0
+    for cell in store.cells_frame(name).itertuples():
+        trials = {t.number: t for t in optuna.load_study(study_name=cell.study_name,
+                                                         storage=db).trials}
+        for r in rows[rows["cell_key"] == cell.cell_key].itertuples():
+            agree += same(r.objective, trials[int(r.number)].value)
+    return agree, len(rows)
 
 
 def main() -> None:
@@ -62,6 +86,9 @@ def main() -> None:
             per_cell = ", ".join(f"{r.optimizer} {r.mean:.4f}" for r in best.itertuples())
             print(f"{pruner:<8} {t['wall_time'].sum():8.1f} {int(t['steps'].sum()):8d} "
                   f"{int((t['status'] == 'pruned').sum()):7d}   {per_cell}")
+        agree, total = agreement(store, db, "prune-median")
+        print(f"stored objective == Optuna's value: {agree}/{total} tuning trials of the "
+              "median-pruned sweep")
 
 
 if __name__ == "__main__":

@@ -1,45 +1,46 @@
-"""The sweep driver: create or resume a sweep in the store and run what is left on Ray."""
+"""The sweep driver: create or resume a sweep in the store and run what is left on Ray.
+
+Grid and tuned sweeps go through the same steps here (``SweepRun``: ``cluster.grid``,
+``cluster.tuning``) and the same loop (``cluster.loop.run_loop``):
+
+1. check the cluster's address (before anything is written);
+2. register the sweep (a grid's trials up front) and say how big it is;
+3. stop here, without starting Ray, if the stored rows show nothing left to run;
+4. start or join Ray, hand the loop the kind's trial source, run it;
+5. mark the sweep ``cancelled`` (exit 130) or ``completed`` and report.
+"""
 
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, TextIO
 
+import ray
+
+from bench_service.cluster.grid import GridRun, register_sweep
+from bench_service.cluster.loop import SweepOutcome, TaskResources, run_loop
+from bench_service.cluster.runs import SweepRun, db_flag
 from bench_service.cluster.session import check_address, ray_session
-from bench_service.cluster.sweep_runner import TrialJob, run_planned_trials
+from bench_service.cluster.sweep_runner import slots
+from bench_service.cluster.tuning import TunedRun
 
 if TYPE_CHECKING:
-    from bench_service.store import Store, SweepInfo
+    from bench_service.store import Store
     from bench_service.sweep import SweepPlan
 
+#: Exit code of a cancelled sweep (a shell's 128 + SIGINT).
+EXIT_CANCELLED = 130
 
-def db_flag(url: str) -> str:
-    """`` --db URL`` for follow-up commands, or nothing when ``url`` is the default."""
-    from bench_service.store import mask_url, resolve_url
-
-    return "" if url == resolve_url(None) else f" --db {mask_url(url)}"
+__all__ = ["EXIT_CANCELLED", "db_flag", "execute_sweep", "register_sweep", "sweep_run"]
 
 
-def register_sweep(plan: SweepPlan, store: Store) -> tuple[SweepInfo, bool]:
-    """Create the sweep with all its trials (one transaction), or find it to resume.
+def sweep_run(plan: SweepPlan, store: Store, out: TextIO | None = None) -> SweepRun:
+    """The driver's view of ``plan``: a grid, or a tuned sweep."""
 
-    Returns the sweep and whether it already existed. Trials are identified by their config
-    hash, so registering the same plan twice stores nothing twice.
-    """
-    from bench_service.store import NewTrial
+    def say(msg: str) -> None:
+        if out is not None:
+            print(msg, file=out, flush=True)
 
-    existing = store.get_sweep(plan.name)
-    new = [
-        NewTrial(
-            trial_hash=t.trial_hash, cell_key=t.cell_key, workload=t.workload,
-            optimizer=t.optimizer, scheduler=t.scheduler, regularizer=t.regularizer,
-            seed=t.seed, config=t.config.to_dict(), params=t.params, role="grid",
-        )
-        for t in plan.trials
-    ]
-    if existing is None:
-        return store.create_sweep(plan.name, plan.spec_dict, plan.spec_hash, new), False
-    store.add_trials(existing.id, new)
-    return existing, True
+    return TunedRun(plan, store, say) if plan.tuned else GridRun(plan, store, say)
 
 
 def execute_sweep(
@@ -51,53 +52,38 @@ def execute_sweep(
     progress: bool = True,
     out: TextIO | None = None,
 ) -> int:
-    """Run (or resume) a planned grid sweep; returns the process exit code."""
-    from bench_service.store import mask_url
-
-    def say(msg: str) -> None:
-        if out is not None:
-            print(msg, file=out, flush=True)
-
+    """Run (or resume) a planned sweep, grid or tuned; returns the process exit code."""
     check_address(address)  # before the sweep is written
-    if plan.spec.tuning is not None:
-        from bench_service.cluster.tuning import execute_tuned_sweep
-
-        return execute_tuned_sweep(plan, store, address=address, num_cpus=num_cpus,
-                                   progress=progress, out=out)
-    sweep, resumed = register_sweep(plan, store)
-    todo = store.trials_to_run(sweep.id)
-    total = len(plan.trials)
-    done = total - len(todo)
-    if resumed:
-        say(f"resuming sweep {sweep.name!r}: {done}/{total} trials already finished")
-    else:
-        say(f"sweep {sweep.name!r}: {total} trials "
-            f"({len(plan.cells)} cells × {len(plan.spec.seeds)} seeds) in {mask_url(store.url)}")
-    if plan.skipped:
-        say(f"skipped {len(plan.skipped)} incompatible cell(s) (skip_incompatible: true)")
-    if not todo:
+    run = sweep_run(plan, store, out)
+    # (the sweep's one-driver lease is taken here, before anything is registered)
+    sweep = run.register()
+    if run.nothing_left():
         store.set_sweep_status(sweep.id, "completed")
-        say("nothing to run: every trial has finished")
         return 0
     res = plan.spec.resources
+    resources = TaskResources(res.cpus_per_trial, res.gpus_per_trial, res.max_retries)
     with ray_session(address, num_cpus=num_cpus) as session:
-        say(f"ray: {'embedded local' if session.started_here else session.address}, "
-            f"{session.cpus:g} CPU, {session.gpus:g} GPU")
+        if out is not None:
+            print(f"ray: {'embedded local' if session.started_here else session.address}, "
+                  f"{session.cpus:g} CPU, {session.gpus:g} GPU", file=out, flush=True)
+        # (a check that the cluster can ever satisfy ``resources`` goes here: nothing is
+        # submitted yet)
+        capacity = slots(ray.cluster_resources(), res.cpus_per_trial, res.gpus_per_trial)
         store.set_sweep_status(sweep.id, "running")
-        outcome = run_planned_trials(
-            [TrialJob(t.id, t.config) for t in todo], store,
-            cpus_per_trial=res.cpus_per_trial, gpus_per_trial=res.gpus_per_trial,
-            max_retries=res.max_retries, already_done=done, progress=progress,
-        )
-    if outcome.cancelled:
-        n = store.mark_unfinished(sweep.id, "cancelled")
-        store.set_sweep_status(sweep.id, "cancelled")
-        say(f"cancelled: {n} unfinished trial(s) marked cancelled; run the same command "
-            "again to resume")
-        return 130
-    counts = store.status_counts(sweep.id)
-    store.set_sweep_status(sweep.id, "completed")
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()))
-    say(f"finished in {outcome.wall_time:.1f} s: {summary}")
-    say(f"results: bench results --sweep {sweep.name}{db_flag(store.url)}")
-    return 1 if counts.get("failed") else 0
+        outcome = run_loop(run.source(capacity), store, resources, capacity=capacity,
+                           progress=progress)
+    return _finish(run, outcome, store, sweep.id, out)
+
+
+def _finish(run: SweepRun, outcome: SweepOutcome, store: Store, sweep_id: int,
+            out: TextIO | None) -> int:
+    if outcome.cancelled is not None:
+        store.set_sweep_status(sweep_id, "cancelled")
+        if out is not None:
+            c = outcome.cancelled
+            print(f"cancelled: {c.unfinished} trial(s) not finished ({c.marked} interrupted "
+                  "marked cancelled); run the same command again to resume", file=out,
+                  flush=True)
+        return int(getattr(outcome.cause, "exit_code", EXIT_CANCELLED))
+    store.set_sweep_status(sweep_id, "completed")
+    return run.report(outcome, store)

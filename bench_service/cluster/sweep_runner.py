@@ -1,42 +1,21 @@
-"""Run a sweep's trials as Ray tasks, with a live progress bar and clean cancellation."""
+"""What the driver loop (``cluster.loop``) is made of: the metric writer actor's life, storing
+a finished task's outcome, the cluster's trial slots, the progress bar."""
 
 from __future__ import annotations
 
 import contextlib
 import sys
-import time
 import uuid
 from collections import Counter
-from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from bench_service.cluster.tasks import MetricWriter, TrialOutcome, execute_trial
+from bench_service.cluster.tasks import MetricWriter, TrialOutcome
 
 if TYPE_CHECKING:
     from bench_service.store import Store
-
-TERMINAL = ("completed", "diverged", "failed", "pruned", "cancelled")
-
-
-@dataclass(frozen=True)
-class TrialJob:
-    """One trial to run: its row id in the store and its config."""
-
-    trial_id: int
-    config: dict[str, Any]
-
-
-@dataclass
-class SweepOutcome:
-    """What happened to the submitted trials."""
-
-    counts: Counter[str] = field(default_factory=Counter)
-    cancelled: bool = False
-    wall_time: float = 0.0
 
 
 class Writer(NamedTuple):
@@ -101,77 +80,6 @@ class Progress:
             self.bar.close()
 
 
-def run_planned_trials(
-    jobs: Sequence[TrialJob],
-    store: Store,
-    *,
-    cpus_per_trial: float = 1.0,
-    gpus_per_trial: float = 0.0,
-    max_retries: int = 3,
-    already_done: int = 0,
-    progress: bool = True,
-) -> SweepOutcome:
-    """Submit every job as a Ray task, store each outcome as it arrives, wait for all.
-
-    Ray handles placement (CPU/GPU resources, fractional GPUs) and retries on worker or node
-    loss (``max_retries``); exceptions inside a trial are not retried: the runner turns them
-    into ``failed`` records. A trial counts as finished once the driver has committed its
-    outcome. Ctrl-C cancels (``stop_trials``): the function returns with ``outcome.cancelled``
-    set and the caller marks the unfinished trials ``cancelled``.
-    """
-    outcome = SweepOutcome()
-    t0 = time.perf_counter()
-    if not jobs:
-        return outcome
-    task = ray.remote(execute_trial).options(
-        num_cpus=cpus_per_trial, num_gpus=gpus_per_trial, max_retries=max_retries,
-        retry_exceptions=False,
-    )
-    # Only trials longer than FLUSH_SECONDS use the writer; it starts while trials are
-    # submitted, and a trial that looks for it before it exists keeps its points meanwhile.
-    writer, name = start_writer(store.url, wait=False)
-    pending = {task.remote(job.trial_id, job.config, name): job for job in jobs}
-    bar = Progress(len(jobs), already_done, progress)
-    capacity = slots(ray.cluster_resources(), cpus_per_trial, gpus_per_trial)
-    try:
-        ensure_ready(writer)
-        while pending:
-            # Store each outcome as soon as it arrives: finished means committed.
-            done, _ = ray.wait(list(pending), num_returns=1, timeout=0.5)
-            for ref in done:
-                job = pending.pop(ref)
-                status, _ = collect(ref, job.trial_id, store)
-                outcome.counts[status] += 1
-            bar.update(len(done), outcome.counts, min(len(pending), capacity))
-    except KeyboardInterrupt:
-        outcome.cancelled = True
-        stored = collect_returned({r: j.trial_id for r, j in pending.items()}, store,
-                                  outcome.counts)
-        stop_writer(writer)
-        outcome.counts["cancelled"] += len(pending) - stored
-    finally:
-        # No final flush needed: a task that streamed to the writer waits until its
-        # batches are stored before it returns its outcome.
-        bar.close()
-    outcome.wall_time = time.perf_counter() - t0
-    return outcome
-
-
-def collect_returned(trial_ids: dict[Any, int], store: Store, counts: Counter[str]) -> int:
-    """Ctrl-C: store the outcomes already returned; returns how many.
-
-    ``trial_ids`` maps the task refs still in flight to their trials' row ids.
-    """
-    stored = 0
-    with contextlib.suppress(Exception):
-        done, _ = ray.wait(list(trial_ids), num_returns=len(trial_ids), timeout=0)
-        for ref in done:
-            status, _ = collect(ref, trial_ids[ref], store)
-            counts[status] += 1
-            stored += 1
-    return stored
-
-
 def stop_writer(writer: Any) -> None:
     """Ctrl-C: stop the trials' writes, so the driver's ``cancelled`` marks are final.
 
@@ -209,10 +117,12 @@ def collect(ref: Any, trial_id: int, store: Store) -> tuple[str, bool]:
 
 
 def slots(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
-    """How many trials the cluster runs at once (what the progress bar calls running).
+    """How many trials the cluster runs at once, given every resource a trial requests.
 
-    Ray starts a queued task as soon as one ends, so while trials are queued every slot is
-    busy; counting them here costs nothing, unlike asking the store which trials started.
+    The loop's capacity: its submission window, tuning's concurrency (a trial asked of
+    Optuna while no slot is free would be sampled knowing less), and what the progress bar
+    calls running (Ray starts a queued task as soon as one ends, so while trials are queued
+    every slot is busy; counting them here costs nothing, unlike asking the store).
     """
     fits = [resources.get("CPU", 0.0) / cpus_per_trial] if cpus_per_trial > 0 else []
     if gpus_per_trial > 0:

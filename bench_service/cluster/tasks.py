@@ -147,10 +147,15 @@ class _Streamer:
         for p in points:
             if p.name == hook.metric and p.scope == "epoch":
                 # Non-blocking: the decision on epoch e is read when epoch e+1 reports, so
-                # training never waits on the tuner's storage round trip.
-                self._check_pruned()
+                # training never waits on the tuner's storage round trip. Epoch e+1 ran, so
+                # it is reported before the trial stops: the study's last intermediate value
+                # (a pruned trial's value in Optuna) is the stored curve's last point.
+                pruned = self._pruned()
                 self._pending = hook.coordinator.report.remote(hook.cell_key, hook.number,
                                                                p.epoch, p.value)
+                if pruned:
+                    self.settle()
+                    raise TrialPruned()
 
     def settle(self) -> None:
         """Wait for the last report, so the study has every intermediate value before the
@@ -160,11 +165,10 @@ class _Streamer:
                 wait_in_slot(self._pending)
             self._pending = None
 
-    def _check_pruned(self) -> None:
-        if self._pending is not None:
-            pending, self._pending = self._pending, None
-            if wait_in_slot(pending):
-                raise TrialPruned()
+    def _pruned(self) -> bool:
+        """The pruner's decision on the last epoch reported (``False`` if none is pending)."""
+        pending, self._pending = self._pending, None
+        return pending is not None and bool(wait_in_slot(pending))
 
     def flush(self) -> None:
         # Fire and forget: calls from one caller reach the actor in order.

@@ -1,42 +1,33 @@
-"""Tuned sweeps on Ray: ask-and-tell across every cell's Optuna study, then final seeds.
+"""Tuned sweeps as a trial source: ask-and-tell across every cell's Optuna study, then finals.
 
 One ``TuningCoordinator`` actor, pinned to the driver's node, owns every study of the sweep
 (Optuna's RDB storage in the sweep's database) and the tuning rows of the results store.
-The driver loop keeps at most ``capacity`` trials in flight (the cluster's CPUs divided by
-``cpus_per_trial``, or ``tuning.max_concurrent``), asks the coordinator for the next trial
-of the cell with the most budget left, runs it as a Ray task (which reports each epoch's
-validation metric to the coordinator for pruning), and tells the outcome back. When a
-cell's budget is spent, its best config is re-run on ``final_seeds``.
+``TuningSource`` feeds the driver loop (``cluster.loop``): it keeps at most ``concurrency``
+trials running (``tuning.max_concurrent``, else the cluster's trial slots counted over every
+resource a trial requests), asks the coordinator for the next trial of the cell with the most
+budget left (the task reports each epoch's validation metric to the coordinator for pruning),
+and tells each outcome back. When a cell's budget is spent, its best config is re-run on
+``final_seeds``.
 """
 
 from __future__ import annotations
 
 import math
-from collections import Counter
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal, TextIO
+from collections import Counter, deque
+from typing import TYPE_CHECKING, Any, Literal
 
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from bench_service.cluster.driver import db_flag
-from bench_service.cluster.session import ray_session
-from bench_service.cluster.sweep_runner import (
-    Progress,
-    collect,
-    collect_returned,
-    ensure_ready,
-    start_writer,
-    stop_writer,
-)
-from bench_service.cluster.tasks import PruningHook, execute_trial, warm_worker
+from bench_service.cluster.loop import Cancelled, Job, SweepOutcome, TaskResources
+from bench_service.cluster.runs import Say, db_flag, size_note
+from bench_service.cluster.tasks import PruningHook, warm_worker
+from bench_service.vocab import TRIAL_FINISHED
 
 if TYPE_CHECKING:
-    from bench_service.store import Store
+    from bench_service.store import Store, SweepInfo
     from bench_service.sweep import SweepPlan
     from bench_service.sweep.spec import TuningSpec
-
-TERMINAL = ("completed", "diverged", "failed", "pruned")
 
 
 class TuningCoordinator:
@@ -64,13 +55,15 @@ class TuningCoordinator:
         )
         self.studies: dict[str, optuna.Study] = {}
         self.live: dict[tuple[str, int], optuna.Trial] = {}
+        stored = {s.study_name for s in storage.get_all_studies()}
         for key, cell in self.cells.items():
             epochs = self._epochs(cell)
+            name = T.study_name(plan.name, cell)
+            legacy = f"{plan.name}/{cell.label}"  # unshortened: SQLite never refused it
             self.studies[key] = optuna.create_study(
-                storage=storage, study_name=T.study_name(plan.name, cell), direction=direction,
-                sampler=T.make_sampler(self.tuning, cell), pruner=T.make_pruner(self.tuning,
-                                                                                 epochs),
-                load_if_exists=True,
+                storage=storage, study_name=legacy if legacy in stored else name,
+                direction=direction, sampler=T.make_sampler(self.tuning, cell),
+                pruner=T.make_pruner(self.tuning, epochs), load_if_exists=True,
             )
 
     @staticmethod
@@ -109,7 +102,7 @@ class TuningCoordinator:
                      if r.number is not None}
         for key, number in running:
             row = by_number.get((key, number))
-            if row is not None and row.status in TERMINAL:
+            if row is not None and row.status in TRIAL_FINISHED:
                 self._tell(key, number, int(row.trial_id))
             else:
                 self._fail_uncounted(key, number)
@@ -159,17 +152,26 @@ class TuningCoordinator:
         study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
 
     def _tell(self, cell_key: str, number: int, trial_id: int) -> bool:
+        """Tell a stored outcome to the study; the row's objective is the value Optuna then
+        holds (stored first: a driver that dies in between is settled by ``recover``)."""
         from optuna.trial import TrialState
 
         row = self.store.trial(trial_id)
         study = self.studies[cell_key]
-        value = self.T.objective_value(row.status, row.final, row.time_to_target, self.tuning)
-        self.store.set_objective(trial_id, value)
-        if row.status == "pruned":
+        value: float | None = None
+        if row.status == "pruned":  # Optuna's value is its last intermediate value
+            storage = study._storage
+            value = self.T.pruned_value(storage.get_trial(
+                storage.get_trial_id_from_study_id_trial_number(study._study_id, number)))
+            self.store.set_objective(trial_id, value)
             study.tell(number, state=TrialState.PRUNED, skip_if_finished=True)
         elif row.status in ("completed", "diverged"):
+            value = self.T.objective_value(row.status, row.final, row.time_to_target,
+                                           self.tuning)
+            self.store.set_objective(trial_id, value)
             study.tell(number, value, skip_if_finished=True)
-        else:  # failed in user code: a crash still spends budget (counted)
+        else:  # failed in user code: a crash still spends budget (counted), no value
+            self.store.set_objective(trial_id, None)
             study.tell(number, state=TrialState.FAIL, skip_if_finished=True)
         return True
 
@@ -192,24 +194,28 @@ class TuningCoordinator:
             optimizer=cell.optimizer, scheduler=cell.scheduler, regularizer=cell.regularizer,
             seed=c.seed, config=c.to_dict(), params=_resolved(c), role="final",
         ) for c in configs])
+        # The summary counts what the budget counts: the counted Optuna trials (a trial lost
+        # and replaced ran in vain and is not one of the cell's trials) and what they ran.
+        counted = {t.number for t in T.counted_trials(study)}
         tuned = self.store.trials_frame(self.plan.name, role="tuning")
-        tuned = tuned[tuned["cell_key"] == cell_key]
+        tuned = tuned[(tuned["cell_key"] == cell_key) & tuned["number"].isin(counted)]
         seconds = float(tuned["wall_time"].fillna(0.0).sum())
         self.store.upsert_cell(
-            self.sweep_id, cell_key, label=cell.label, workload=cell.workload,
-            optimizer=cell.optimizer, scheduler=cell.scheduler, regularizer=cell.regularizer,
-            study_name=study.study_name, objective_metric=self.tuning.objective.metric,
+            self.sweep_id, cell_key, label=T.shorten(cell.label, T.MAX_CELL_LABEL),
+            workload=cell.workload, optimizer=cell.optimizer, scheduler=cell.scheduler,
+            regularizer=cell.regularizer, study_name=study.study_name,
+            objective_metric=self.tuning.objective.metric,
             objective_mode=self.tuning.objective.mode,
-            n_tuning=len(tuned), n_pruned=int((tuned["status"] == "pruned").sum()),
+            n_tuning=len(counted), n_pruned=int((tuned["status"] == "pruned").sum()),
             n_diverged=int((tuned["status"] == "diverged").sum()),
             best_value=best_value, best_params=params, importance=T.importance(study),
             tuning_cpu_seconds=seconds * cpus_per_trial,
             tuning_gpu_seconds=seconds * gpus_per_trial,
         )
         for r in rows:  # finished before an interruption, perhaps without its objective
-            if r.status in TERMINAL:
+            if r.status in TRIAL_FINISHED:
                 self.record_final(r.id)
-        return [(r.id, r.config) for r in rows if r.status not in TERMINAL]
+        return [(r.id, r.config) for r in rows if r.status not in TRIAL_FINISHED]
 
     def record_final(self, trial_id: int) -> None:
         row = self.store.trial(trial_id)
@@ -236,135 +242,187 @@ def _resolved(config: Any) -> dict[str, Any]:
     return prepare_trial(config).resolved()
 
 
-@dataclass
-class _Flight:
-    kind: str  # "tuning" | "final"
-    cell_key: str
-    number: int
-    trial_id: int
+
+def tuning_concurrency(tuning: TuningSpec, capacity: int) -> int:
+    """How many tuning trials run at once: ``max_concurrent`` if the spec sets it, else the
+    cluster's trial slots (``capacity``, counted over every resource a trial requests). A
+    trial asked while none of its resources is free would wait in Ray's queue, sampled
+    knowing less than it could."""
+    return tuning.max_concurrent or capacity
 
 
-def execute_tuned_sweep(
-    plan: SweepPlan, store: Store, *, address: str | None = None, num_cpus: int | None = None,
-    progress: bool = True, out: TextIO | None = None,
-) -> int:
-    """Run (or resume) a tuned sweep; returns the process exit code."""
-    from bench_service.store import mask_url
+class TuningSource:
+    """The loop's source for a tuned sweep: tuning trials from the coordinator, then each
+    cell's finals once its budget is spent and none of its trials runs."""
 
-    def say(msg: str) -> None:
-        if out is not None:
-            print(msg, file=out, flush=True)
+    def __init__(self, plan: SweepPlan, store: Store, sweep_id: int,
+                 resources: TaskResources, *, capacity: int) -> None:
+        from bench_service.sweep.tuning import pruning_metric
 
-    tuning = plan.spec.tuning
-    assert tuning is not None
-    budget, seeds = tuning.trials_per_cell, plan.spec.final_seeds
-    sweep = store.get_sweep(plan.name)
-    resumed = sweep is not None
-    if sweep is None:
-        sweep = store.create_sweep(plan.name, plan.spec_dict, plan.spec_hash, [])
-    total = len(plan.cells) * (budget + len(seeds))
-    say(f"{'resuming ' if resumed else ''}tuned sweep {sweep.name!r}: {len(plan.cells)} cells × "
-        f"({budget} tuning trials + {len(seeds)} final seeds) = {total} trials, "
-        f"{tuning.sampler} sampler, {tuning.pruner} pruner, in {mask_url(store.url)}")
-    res = plan.spec.resources
-    with ray_session(address, num_cpus=num_cpus) as session:
-        capacity = tuning.max_concurrent or max(
-            1, int(session.cpus // max(res.cpus_per_trial, 1e-9)))
-        task = ray.remote(execute_trial).options(
-            num_cpus=res.cpus_per_trial, num_gpus=res.gpus_per_trial,
-            max_retries=res.max_retries, retry_exceptions=False,
-        )
-        # The trial workers start now: their torch imports overlap the actors' start-up and
-        # Ray hands the same (warm) workers the first trials.
-        prestart = ray.remote(warm_worker).options(
-            num_cpus=res.cpus_per_trial, num_gpus=res.gpus_per_trial)
-        for _ in range(capacity):
+        tuning = plan.spec.tuning
+        assert tuning is not None
+        self.plan, self.store, self.sweep_id, self.resources = plan, store, sweep_id, resources
+        self.budget = tuning.trials_per_cell
+        self.capacity = capacity
+        self.concurrency = tuning_concurrency(tuning, capacity)
+        self.keys = [c.cell_key for c in plan.cells]
+        self.total = len(self.keys) * (self.budget + len(plan.spec.final_seeds))
+        self.metric = pruning_metric(tuning)
+        self.prune = tuning.pruner != "none"  # without a pruner, nothing waits on the tuner
+        self.coord: Any = None
+        self.used: dict[str, int] = {}
+        self.live: Counter[str] = Counter()  # tuning trials handed out, per cell
+        self.finals_running = 0
+        self.finals_started: set[str] = set()
+        self.finals_queue: deque[Job] = deque()
+        self.done = 0  # trials that count: tuning within budget, finals finished
+
+    def start(self) -> tuple[int, int]:
+        res = self.resources
+        # The trial workers start now: their torch imports overlap the coordinator's start-up
+        # and Ray hands the same (warm) workers the first trials.
+        prestart = ray.remote(warm_worker).options(num_cpus=res.cpus_per_trial,
+                                                   num_gpus=res.gpus_per_trial)
+        for _ in range(min(self.concurrency, self.capacity)):
             prestart.remote()
         node = ray.get_runtime_context().get_node_id()
         coord_cls: Any = ray.remote(num_cpus=0)(TuningCoordinator)
-        coord: Any = coord_cls.options(
+        self.coord = coord_cls.options(
             scheduling_strategy=NodeAffinitySchedulingStrategy(node_id=node, soft=False),
-        ).remote(store.url, plan, sweep.id)
-        # Both actors start at once (each imports for a second or more); the writer handle
-        # is kept: the actor lives as long as it.
-        writer = start_writer(store.url, wait=False)
-        used: dict[str, int] = ray.get(coord.recover.remote())
-        ensure_ready(writer.handle)
-        store.set_sweep_status(sweep.id, "running")
-        finals_done = Counter(store.trials_frame(sweep.name, role="final", status=list(
-            TERMINAL))["cell_key"])
-        already = sum(min(u, budget) for u in used.values()) + sum(finals_done.values())
-        bar = Progress(total - already, already, progress)
-        in_flight: dict[Any, _Flight] = {}
-        tuning_live: Counter[str] = Counter()
-        finals_started: set[str] = set()
-        counts: Counter[str] = Counter()
-        metric = _pruning_metric(tuning)
-        prune = tuning.pruner != "none"  # without a pruner, nothing waits on the tuner
-        try:
-            while True:
-                # 1. finals of cells whose budget is spent (and nothing of theirs in flight)
-                for key in plan_keys(plan):
-                    if key in finals_started or used[key] < budget or tuning_live[key]:
-                        continue
-                    finals_started.add(key)
-                    for trial_id, config in ray.get(coord.finals.remote(
-                            key, res.cpus_per_trial, res.gpus_per_trial)):
-                        ref = task.remote(trial_id, config, writer.name)
-                        in_flight[ref] = _Flight("final", key, -1, trial_id)
-                # 2. fill free slots with tuning trials, the cell with most budget left first
-                while len(in_flight) < capacity:
-                    open_cells = [k for k in plan_keys(plan)
-                                  if used[k] + tuning_live[k] < budget]
-                    if not open_cells:
-                        break
-                    key = max(open_cells, key=lambda k: budget - used[k] - tuning_live[k])
-                    trial_id, number, config = ray.get(coord.ask.remote(key))
-                    hook = PruningHook(coord, key, number, metric) if prune else None
-                    ref = task.remote(trial_id, config, writer.name, hook)
-                    in_flight[ref] = _Flight("tuning", key, number, trial_id)
-                    tuning_live[key] += 1
-                if not in_flight:
-                    break
-                done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
-                for ref in done:
-                    f = in_flight.pop(ref)
-                    status, lost = collect(ref, f.trial_id, store)
-                    if f.kind == "tuning":
-                        tuning_live[f.cell_key] -= 1
-                        if ray.get(coord.tell.remote(f.cell_key, f.number, f.trial_id, lost)):
-                            used[f.cell_key] += 1
-                        else:
-                            continue  # replaced: not progress
-                    else:
-                        ray.get(coord.record_final.remote(f.trial_id))
-                    counts[status] += 1
-                    bar.update(1, counts, len(in_flight))
-        except KeyboardInterrupt:
-            # Outcomes already returned are stored (the coordinator tells them to their
-            # studies); trials still running are abandoned, not ray.cancel()led (see
-            # stop_writer), and run again on resume.
-            collect_returned({ref: f.trial_id for ref, f in in_flight.items()}, store, counts)
-            stop_writer(writer.handle)
-            n = ray.get(coord.abandon_running.remote())
-            bar.close()
-            store.set_sweep_status(sweep.id, "cancelled")
-            say(f"cancelled: {n} unfinished trial(s) marked cancelled; run the same command "
-                "again to resume (each study continues where it stopped)")
-            return 130
-        bar.close()
-    store.set_sweep_status(sweep.id, "completed")
-    summary = ", ".join(f"{k} {v}" for k, v in sorted(counts.items()) if v)
-    say(f"finished: {summary or 'nothing left to run'}")
-    say(f"best configs: bench results --sweep {sweep.name} --best{db_flag(store.url)}")
-    return 0
+        ).remote(self.store.url, self.plan, self.sweep_id)
+        self.used = ray.get(self.coord.recover.remote())
+        finals = self.store.trials_frame(self.plan.name, role="final",
+                                         status=list(TRIAL_FINISHED))
+        self.done = sum(min(u, self.budget) for u in self.used.values()) + len(finals)
+        return self.total, self.done
+
+    def next_jobs(self, free: int) -> list[Job]:
+        # 1. finals of cells whose budget is spent (and nothing of theirs running)
+        for key in self.keys:
+            if key in self.finals_started or self.used[key] < self.budget or self.live[key]:
+                continue
+            self.finals_started.add(key)
+            res = self.resources
+            for trial_id, config in ray.get(self.coord.finals.remote(
+                    key, res.cpus_per_trial, res.gpus_per_trial)):
+                self.finals_queue.append(Job(trial_id, config, role="final", cell_key=key))
+        jobs: list[Job] = []
+        while self.finals_queue and len(jobs) < free:
+            jobs.append(self.finals_queue.popleft())
+        self.finals_running += len(jobs)
+        # 2. tuning trials into free slots, the cell with most budget left first
+        while len(jobs) < free and self._running() < self.concurrency:
+            open_cells = [k for k in self.keys if self.used[k] + self.live[k] < self.budget]
+            if not open_cells:
+                break
+            key = max(open_cells, key=lambda k: self.budget - self.used[k] - self.live[k])
+            trial_id, number, config = ray.get(self.coord.ask.remote(key))
+            hook = PruningHook(self.coord, key, number, self.metric) if self.prune else None
+            jobs.append(Job(trial_id, config, role="tuning", cell_key=key, number=number,
+                            pruning=hook))
+            self.live[key] += 1
+        return jobs
+
+    def _running(self) -> int:
+        return sum(self.live.values()) + self.finals_running
+
+    def on_done(self, job: Job, status: str, lost: bool) -> bool:
+        if job.role == "tuning":
+            self.live[job.cell_key] -= 1
+            if not ray.get(self.coord.tell.remote(job.cell_key, job.number, job.trial_id,
+                                                  lost)):
+                return False  # lost and replaced: not progress
+            self.used[job.cell_key] += 1
+        else:
+            self.finals_running -= 1
+            ray.get(self.coord.record_final.remote(job.trial_id))
+        self.done += 1
+        return True
+
+    def finished(self) -> bool:
+        return (len(self.finals_started) == len(self.keys) and not self.finals_queue
+                and self._running() == 0)
+
+    def on_cancel(self) -> Cancelled:
+        # Outcomes already returned were told (on_done); the coordinator settles every
+        # trial asked and not told by its stored row, and marks the unfinished cancelled.
+        marked = int(ray.get(self.coord.abandon_running.remote())) if self.coord else 0
+        return Cancelled(marked, self.total - self.done)
 
 
-def plan_keys(plan: SweepPlan) -> list[str]:
-    return [c.cell_key for c in plan.cells]
+class TunedRun:
+    """A tuned sweep: no trials up front (the coordinator adds them as Optuna asks); a
+    resume continues each cell's study."""
+
+    def __init__(self, plan: SweepPlan, store: Store, say: Say) -> None:
+        self.plan, self.store, self.say = plan, store, say
+        self.resumed = False
+
+    def register(self) -> SweepInfo:
+        from bench_service.store import mask_url
+
+        plan, tuning = self.plan, self.plan.spec.tuning
+        assert tuning is not None
+        budget, seeds = tuning.trials_per_cell, plan.spec.final_seeds
+        sweep = self.store.get_sweep(plan.name)
+        self.resumed = sweep is not None
+        if sweep is None:
+            sweep = self.store.create_sweep(plan.name, plan.spec_dict, plan.spec_hash, [])
+        self.sweep = sweep
+        total = len(plan.cells) * (budget + len(seeds))
+        self.say(f"{'resuming ' if self.resumed else ''}tuned sweep {sweep.name!r}: "
+                 f"{len(plan.cells)} cells × ({budget} tuning trials + {len(seeds)} final "
+                 f"seeds) = {total} trials{size_note(plan)}, {tuning.sampler} sampler, "
+                 f"{tuning.pruner} pruner, in {mask_url(self.store.url)}")
+        return sweep
+
+    def nothing_left(self) -> bool:
+        """Every cell's budget spent and its finals run, as the store's rows show: the
+        cell's summary row is written when its finals are registered, which happens only
+        once its budget is spent and none of its tuning trials runs."""
+        if not self.resumed:
+            return False
+        plan, store = self.plan, self.store
+        cells = set(store.cells_frame(plan.name)["cell_key"])
+        if not {c.cell_key for c in plan.cells} <= cells:
+            return False
+        finals = store.trials_frame(plan.name, role="final")
+        finished = finals[finals["status"].isin(list(TRIAL_FINISHED))]
+        if len(finished) < len(finals) or len(finals) < len(plan.cells) * len(
+                plan.spec.final_seeds):
+            return False
+        self._record_missing_objectives(finished)
+        self.say("nothing to run: every cell's budget is spent and its finals have run")
+        return True
+
+    def _record_missing_objectives(self, finals: Any) -> None:
+        """A final stored just before an interruption may lack its objective (its driver was
+        interrupted before recording it); a diverged one's is NULL anyway (worst = inf)."""
+        from bench_service.sweep.tuning import objective_value
+
+        tuning = self.plan.spec.tuning
+        assert tuning is not None
+        for r in finals[finals["objective"].isna()].itertuples():
+            value = objective_value(str(r.status), r.final, None if _isnan(r.time_to_target)
+                                    else float(r.time_to_target), tuning)
+            self.store.set_objective(int(r.trial_id), value)
+
+    def source(self, capacity: int) -> TuningSource:
+        res = self.plan.spec.resources
+        return TuningSource(self.plan, self.store, self.sweep.id,
+                            TaskResources(res.cpus_per_trial, res.gpus_per_trial,
+                                          res.max_retries), capacity=capacity)
+
+    def report(self, outcome: SweepOutcome, store: Store) -> int:
+        summary = ", ".join(f"{k} {v}" for k, v in sorted(outcome.counts.items()) if v)
+        self.say(f"finished: {summary or 'nothing left to run'}")
+        self.say(f"best configs: bench results --sweep {self.sweep.name} --best"
+                 f"{db_flag(store.url)}")
+        return 0
 
 
-def _pruning_metric(tuning: Any) -> str:
-    from bench_service.sweep.tuning import pruning_metric
-
-    return pruning_metric(tuning)
+def _isnan(value: Any) -> bool:
+    try:
+        return value is None or math.isnan(float(value))
+    except (TypeError, ValueError):
+        return True

@@ -18,7 +18,7 @@ import hashlib
 import logging
 import math
 import warnings
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial, TrialState
 from bench_service.engine.config import Component, TrialConfig
 from bench_service.sweep.plan import PlannedCell
 from bench_service.sweep.spec import TuningSpec
+from bench_service.vocab import TUNED_AXES
 
 optuna.logging.set_verbosity(logging.WARNING)
 
@@ -41,12 +42,29 @@ optuna.logging.set_verbosity(logging.WARNING)
 COUNTED = "bench_counted"
 #: User attribute holding the bench_trials row id of an Optuna trial.
 TRIAL_ID = "bench_trial_id"
-AXES = ("optimizer", "scheduler", "regularizer")
+#: Longest study name: Optuna's ``studies.study_name`` holds 512 characters (enforced by
+#: PostgreSQL and MySQL) and ``bench_cells.study_name`` 500.
+MAX_STUDY_NAME = 500
+#: Longest cell label stored in ``bench_cells.label``.
+MAX_CELL_LABEL = 400
+
+
+def shorten(text: str, limit: int) -> str:
+    """``text`` if it fits in ``limit`` characters, else its head and a hash of all of it.
+
+    The hash keeps two long names that share their head apart; a name that fits is left as
+    it is, so what is already stored under it is found again.
+    """
+    if len(text) <= limit:
+        return text
+    digest = hashlib.sha256(text.encode()).hexdigest()[:16]
+    return f"{text[:limit - len(digest) - 1]}~{digest}"
 
 
 def study_name(sweep: str, cell: PlannedCell) -> str:
-    """``<sweep>/<cell label>``: readable in optuna-dashboard, unique within the database."""
-    return f"{sweep}/{cell.label}"
+    """``<sweep>/<cell label>``: readable in optuna-dashboard, unique within the database;
+    shortened with a hash suffix where it would not fit the storage (``MAX_STUDY_NAME``)."""
+    return shorten(f"{sweep}/{cell.label}", MAX_STUDY_NAME)
 
 
 def cell_seed(cell_key: str, tune_seed: int) -> int:
@@ -86,6 +104,7 @@ def _grid(space: Mapping[str, BaseDistribution], budget: int) -> dict[str, list[
                    for i in range(k)]
         else:
             pts = [lo + (hi - lo) * i / (k - 1) for i in range(k)]
+        pts = [min(max(p, lo), hi) for p in pts]  # exp(log(hi)) may round past hi
         grid[name] = sorted({round(p) for p in pts}) if isinstance(
             dist, IntDistribution) else pts
     return grid
@@ -109,12 +128,35 @@ def _make_sampler(tuning: TuningSpec, cell: PlannedCell) -> optuna.samplers.Base
         return optuna.samplers.QMCSampler(qmc_type="sobol", scramble=True, seed=seed,
                                           warn_independent_sampling=False)
     if name == "grid":
-        return optuna.samplers.GridSampler(_grid(distributions(cell.search_space), budget),
-                                           seed=seed)
+        return BudgetGridSampler(_grid(distributions(cell.search_space), budget), seed=seed)
     if name == "cmaes":
         return optuna.samplers.CmaEsSampler(seed=seed, warn_independent_sampling=False,
                                             n_startup_trials=min(3, budget))
     return optuna.samplers.TPESampler(seed=seed, n_startup_trials=max(2, min(10, budget // 3)))
+
+
+class BudgetGridSampler(optuna.samplers.GridSampler):
+    """Optuna's grid sampler for ask-and-tell: the cell's budget, not the grid, ends a study.
+
+    ``GridSampler.after_trial`` calls ``study.stop()`` once every grid point was tried, which
+    raises ``RuntimeError`` outside ``study.optimize`` (always the case here, and at once for
+    an empty search space: its grid is one point). The driver stops asking when the budget is
+    spent; a budget larger than the grid samples grid points again, which is what such a
+    spec asks for, so Optuna's warning that this "may happen due to a timing issue" is muted.
+    """
+
+    def before_trial(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        grid_logger = logging.getLogger("optuna.samplers._grid")
+        level = grid_logger.level
+        grid_logger.setLevel(logging.ERROR)
+        try:
+            super().before_trial(study, trial)
+        finally:
+            grid_logger.setLevel(level)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        """Nothing to do: see the class docstring."""
 
 
 def make_pruner(tuning: TuningSpec, epochs: int) -> optuna.pruners.BasePruner:
@@ -157,11 +199,22 @@ def objective_value(status: str, final: Mapping[str, float] | None,
     return float(value)
 
 
+def pruned_value(trial: FrozenTrial) -> float | None:
+    """The value Optuna gives a trial told ``PRUNED``: its last intermediate value (``None``
+    without one, or when that is NaN). The stored objective of a pruned trial is this value,
+    so the results and the study agree."""
+    step = trial.last_step
+    if step is None:
+        return None
+    value = float(trial.intermediate_values[step])
+    return None if math.isnan(value) else value
+
+
 def config_for(cell: PlannedCell, params: Mapping[str, Any], seed: int) -> TrialConfig:
     """The cell's config with sampled (or best) hyperparameters and the given seed."""
     cfg = cell.config
     changes: dict[str, Any] = {"seed": seed}
-    for axis in AXES:
+    for axis in TUNED_AXES:
         prefix = f"{axis}."
         picked = {k[len(prefix):]: v for k, v in params.items() if k.startswith(prefix)}
         if picked:
@@ -187,9 +240,13 @@ def counted(trial: FrozenTrial) -> bool:
     return trial.state == TrialState.FAIL and bool(trial.user_attrs.get(COUNTED, True))
 
 
+def counted_trials(study: optuna.Study) -> list[FrozenTrial]:
+    """The finished trials that spent the cell's budget (a lost-and-replaced one does not)."""
+    return [t for t in study.get_trials(deepcopy=False) if t.state.is_finished() and counted(t)]
+
+
 def budget_used(study: optuna.Study) -> int:
-    return sum(1 for t in study.get_trials(deepcopy=False) if t.state.is_finished()
-               and counted(t))
+    return len(counted_trials(study))
 
 
 def best_params(study: optuna.Study, mode: str) -> tuple[dict[str, Any], float] | None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import optuna
 import pytest
@@ -22,7 +23,7 @@ SPEC = {
 }
 
 
-def plan(**tuning: object):  # type: ignore[no-untyped-def]
+def plan(**tuning: object):
     spec = {**SPEC, "tuning": {**SPEC["tuning"], **tuning}}  # type: ignore[dict-item]
     return plan_sweep(parse_spec(spec))
 
@@ -120,3 +121,58 @@ def test_stats_summary_ci_ranks_and_profile() -> None:
     prof = performance_profile({"w1": {"a": 1.0, "b": 2.0}, "w2": {"a": 3.0, "b": 1.0}},
                                [1.0, 2.0, 3.0])
     assert prof["a"] == [0.5, 0.5, 1.0] and prof["b"] == [0.5, 1.0, 1.0]
+
+
+def test_study_names_fit_the_storage_and_short_ones_are_kept() -> None:
+    from bench_service.store.models import Cell
+
+    cell = plan().cells[0]
+    assert T.study_name("t", cell) == f"t/{cell.label}"  # stored sweeps resume by it
+    columns: Any = Cell.__table__.c
+    assert columns.study_name.type.length >= T.MAX_STUDY_NAME
+    assert T.MAX_STUDY_NAME <= 512  # Optuna's studies.study_name
+    assert columns.label.type.length >= T.MAX_CELL_LABEL
+    head = "w" * 600
+    a, b = T.shorten(head + "a", T.MAX_STUDY_NAME), T.shorten(head + "b", T.MAX_STUDY_NAME)
+    assert len(a) == len(b) == T.MAX_STUDY_NAME and a != b and a.startswith("w" * 400)
+    exact = "x" * T.MAX_STUDY_NAME
+    assert T.shorten(exact, T.MAX_STUDY_NAME) == exact
+
+
+@pytest.mark.parametrize("space", [
+    {"x": FloatDistribution(1e-3, 1.0, log=True)}, {},  # nothing to tune: a grid of one point
+])
+def test_grid_sampler_asks_and_tells_past_the_end_of_its_grid(space: dict) -> None:
+    # Optuna's GridSampler calls study.stop() when its grid is used up, which raises
+    # RuntimeError outside study.optimize: the budget, not the grid, ends a cell.
+    sampler = T.BudgetGridSampler(T._grid(space, 3), seed=0)
+    study = optuna.create_study(sampler=sampler)
+    for _ in range(6):
+        trial = study.ask(space)
+        if space:
+            assert 1e-3 <= trial.params["x"] <= 1.0  # grid ends clamped into the range
+        study.tell(trial, 1.0)
+    assert T.budget_used(study) == 6
+
+
+def test_a_pruned_trials_value_is_its_last_intermediate_value() -> None:
+    study = optuna.create_study()
+    trial = study.ask()
+    assert T.pruned_value(study.trials[0]) is None
+    trial.report(0.5, 0)
+    trial.report(0.25, 3)
+    assert T.pruned_value(study.trials[0]) == 0.25
+    told = study.tell(trial, state=TrialState.PRUNED)
+    assert told.value == 0.25  # what Optuna itself holds
+
+
+def test_counted_trials_leave_out_the_lost_and_replaced() -> None:
+    study = optuna.create_study()
+    for lost in (False, True, False):
+        t = study.ask()
+        if lost:
+            t.set_user_attr(T.COUNTED, False)
+            study.tell(t, state=TrialState.FAIL)
+        else:
+            study.tell(t, 1.0)
+    assert [t.number for t in T.counted_trials(study)] == [0, 2]
