@@ -101,7 +101,7 @@ def main(argv: Sequence[str] | None = None, *, start_ray_early: bool = False) ->
         start_local_ray_early(num_cpus=args.num_cpus)
     try:
         handler = _HANDLERS[args.command]
-        return handler(args)
+        return _cancel_code(handler(args))
     except (ConfigError, CliError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -110,7 +110,7 @@ def main(argv: Sequence[str] | None = None, *, start_ray_early: bool = False) ->
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
-        return EXIT_CANCELLED
+        return _cancel_code(EXIT_CANCELLED)
     finally:
         if early:  # after the error, if any, is printed
             from bench_service.cluster.session import stop_early_ray
@@ -122,6 +122,13 @@ def _embedded_run(args: argparse.Namespace) -> bool:
     """``bench run`` of an existing spec file on the embedded local Ray."""
     return (args.command == "run" and args.address is None
             and not os.environ.get("RAY_ADDRESS") and Path(args.spec).is_file())
+
+
+def _cancel_code(code: int) -> int:
+    """A cancel (130) caused by SIGTERM exits 143; its handler lives in ``cluster.signals``,
+    so without that module imported (no Ray started) no SIGTERM was turned into a cancel."""
+    signals = sys.modules.get("bench_service.cluster.signals")
+    return signals.cancel_exit_code(code) if signals is not None else code
 
 
 def _store_error() -> type[Exception]:

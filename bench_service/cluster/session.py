@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +16,7 @@ from typing import Any
 import ray
 
 import bench_service
+from bench_service.cluster import signals
 from bench_service.engine.errors import ConfigError
 
 
@@ -62,6 +61,8 @@ def ray_session(
             _init_local(num_cpus, num_gpus)
         else:
             _connect(address)
+    # ray.init replaced the SIGTERM handler by its sys.exit: SIGTERM cancels like Ctrl-C.
+    previous = signals.install_sigterm_handler()
     try:
         res = ray.cluster_resources()
         ctx = ray.get_runtime_context()
@@ -78,6 +79,7 @@ def ray_session(
             if address is None:
                 _kill_autoscaler_monitor()
             ray.shutdown()
+        signals.restore_sigterm_handler(previous)
 
 
 class ClusterUnreachable(ConfigError):
@@ -193,12 +195,13 @@ def start_local_ray_early(num_cpus: int | None = None, num_gpus: int | None = No
     For a driver that knows it will need the embedded Ray (``bench run`` without
     ``--address``) and has seconds of its own work first. Call ``stop_early_ray`` when no
     session ends up using it (a refused spec); that waits for the start-up to finish.
-    Must be called from the main thread, which keeps Ray's SIGTERM behaviour: exit cleanly.
+    Must be called from the main thread, whose SIGTERM handler it sets (``ray.init`` would
+    have set one there): SIGTERM cancels the sweep like Ctrl-C (``signals``).
     """
     global _early
     if _early is not None or ray.is_initialized():
         return
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # what ray.init sets in the main thread
+    signals.install_sigterm_handler()
     _early = _EarlyLocalRay(num_cpus, num_gpus)
 
 
@@ -208,10 +211,6 @@ def stop_early_ray() -> None:
     early, _early = _early, None
     if early is not None:
         early.close()
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    sys.exit(signum)
 
 
 def _kill_autoscaler_monitor() -> None:
