@@ -45,6 +45,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-cpus", type=int, default=None,
                      help="CPUs of the embedded local Ray (default: all)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--wait-if-busy", action="store_true",
+                     help="if another driver is running this sweep, wait for it to end, then "
+                          "resume what is left (default: exit 2 naming that driver)")
 
     sweeps = sub.add_parser("sweeps", help="list sweeps with their progress")
     _db_arg(sweeps)
@@ -160,7 +163,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     return execute_sweep(
         plan, store, address=args.address, num_cpus=args.num_cpus,
-        progress=not args.no_progress, out=sys.stdout,
+        progress=not args.no_progress, out=sys.stdout, wait_if_busy=args.wait_if_busy,
     )
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, TextIO
 
-from bench_service.cluster.session import check_address, ray_session
+from bench_service.cluster.lease import sweep_lease
+from bench_service.cluster.session import check_address, check_resources, ray_session
 from bench_service.cluster.sweep_runner import TrialJob, run_planned_trials
 
 if TYPE_CHECKING:
@@ -50,6 +51,27 @@ def execute_sweep(
     num_cpus: int | None = None,
     progress: bool = True,
     out: TextIO | None = None,
+    wait_if_busy: bool = False,
+) -> int:
+    """Run (or resume) a planned sweep as its one driver; returns the process exit code.
+
+    The sweep's lease is held throughout: another driver of the same sweep is refused
+    (``SweepLeaseHeld``, naming it) or, with ``wait_if_busy``, waited for.
+    """
+    check_address(address)  # before the sweep (or its lease) is written
+    with sweep_lease(store, plan.name, wait=wait_if_busy, out=out):
+        return _execute_sweep(plan, store, address=address, num_cpus=num_cpus,
+                              progress=progress, out=out)
+
+
+def _execute_sweep(
+    plan: SweepPlan,
+    store: Store,
+    *,
+    address: str | None = None,
+    num_cpus: int | None = None,
+    progress: bool = True,
+    out: TextIO | None = None,
 ) -> int:
     """Run (or resume) a planned grid sweep; returns the process exit code."""
     from bench_service.store import mask_url
@@ -58,7 +80,6 @@ def execute_sweep(
         if out is not None:
             print(msg, file=out, flush=True)
 
-    check_address(address)  # before the sweep is written
     if plan.spec.tuning is not None:
         from bench_service.cluster.tuning import execute_tuned_sweep
 
@@ -83,6 +104,8 @@ def execute_sweep(
     with ray_session(address, num_cpus=num_cpus) as session:
         say(f"ray: {'embedded local' if session.started_here else session.address}, "
             f"{session.cpus:g} CPU, {session.gpus:g} GPU")
+        if waiting := check_resources(session, res.cpus_per_trial, res.gpus_per_trial):
+            say(waiting)
         store.set_sweep_status(sweep.id, "running")
         outcome = run_planned_trials(
             [TrialJob(t.id, t.config) for t in todo], store,

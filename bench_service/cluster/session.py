@@ -119,6 +119,83 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
         ) from None
 
 
+#: Environment variable: ``1`` says the cluster autoscales, so a trial request that no node
+#: fits now is waited for (with a message) instead of refused, where Ray does not publish an
+#: autoscaler configuration to check it against.
+AUTOSCALING_ENV = "BENCH_AUTOSCALING"
+_EPS = 1e-9
+
+
+def check_resources(session: RaySession, cpus_per_trial: float, gpus_per_trial: float
+                    ) -> str | None:
+    """Refuse a per-trial request that no node of the cluster can ever hold.
+
+    Ray queues a task that fits no node forever, without a word (``cpus_per_trial: 64`` on a
+    2-CPU machine, ``gpus_per_trial: 1`` with no GPU). One trial runs on one node, so the
+    request must fit a single node, not the cluster's total. On an autoscaling cluster a
+    bigger node may yet come: if the autoscaler's published node types (KubeRay, the cluster
+    launcher) hold one that fits, or ``BENCH_AUTOSCALING=1`` says so, a message saying what
+    the sweep waits for is returned for the driver to print instead.
+
+    Returns:
+        ``None`` when a live node fits the request now, else the waiting message.
+
+    Raises:
+        ConfigError: No node (and no node type the autoscaler may add) fits; the message
+            names the field, the request and the biggest node.
+    """
+    nodes = [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+    if any(_fits(r, cpus_per_trial, gpus_per_trial) for r in nodes):
+        return None
+    biggest = max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)), default={})
+    want = _amount(cpus_per_trial, gpus_per_trial)
+    have = _amount(biggest.get("CPU", 0.0), biggest.get("GPU", 0.0))
+    node_types = _autoscaler_node_types()
+    if node_types is not None:
+        can_add = [t for t in node_types if _fits(t, cpus_per_trial, gpus_per_trial)]
+        if can_add:
+            return (f"waiting for the autoscaler to add a node with {want} (each trial needs "
+                    f"that; the biggest node now has {have})")
+    elif os.environ.get(AUTOSCALING_ENV, "").strip() == "1":
+        return (f"waiting for a node with {want} ({AUTOSCALING_ENV}=1: the cluster is said to "
+                f"autoscale; the biggest node now has {have})")
+    short_cpu = not any(r.get("CPU", 0.0) + _EPS >= cpus_per_trial for r in nodes)
+    short_gpu = not any(r.get("GPU", 0.0) + _EPS >= gpus_per_trial for r in nodes)
+    field = "resources.gpus_per_trial" if short_gpu and not short_cpu else \
+        "resources.cpus_per_trial" if short_cpu and not short_gpu else "resources"
+    where = "" if session.started_here else f" at {session.address}"
+    scaling = "" if node_types is None else " (nor does any node type its autoscaler may add)"
+    raise ConfigError(
+        field, f"each trial asks for {want}, but no node of the Ray cluster{where} has that "
+        f"much{scaling}: the biggest node has {have}, so the trials would wait forever; lower "
+        "the request or use a bigger cluster"
+    )
+
+
+def _fits(resources: dict[str, float], cpus: float, gpus: float) -> bool:
+    return resources.get("CPU", 0.0) + _EPS >= cpus and resources.get("GPU", 0.0) + _EPS >= gpus
+
+
+def _amount(cpus: float, gpus: float) -> str:
+    return f"{cpus:g} CPU and {gpus:g} GPU"
+
+
+def _autoscaler_node_types() -> list[dict[str, float]] | None:
+    """The per-node resources of each node type the autoscaler may add (``max_count`` not 0);
+    ``None`` when the cluster publishes no autoscaler configuration (no autoscaler, or one
+    that does not say). Uses Ray's internal state API, as Ray Train does."""
+    try:
+        from ray._private.state import state
+
+        config: Any = state.get_cluster_config()
+    except Exception:
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    return [dict(group.resources) for group in config.node_group_configs
+            if group.max_count != 0]
+
+
 def _init_local(num_cpus: int | None, num_gpus: int | None) -> None:
     root = _package_root()
     path = os.environ.get("PYTHONPATH", "")

@@ -20,7 +20,7 @@ import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from bench_service.cluster.driver import db_flag
-from bench_service.cluster.session import ray_session
+from bench_service.cluster.session import check_resources, ray_session
 from bench_service.cluster.sweep_runner import (
     Progress,
     collect,
@@ -268,6 +268,8 @@ def execute_tuned_sweep(
         f"{tuning.sampler} sampler, {tuning.pruner} pruner, in {mask_url(store.url)}")
     res = plan.spec.resources
     with ray_session(address, num_cpus=num_cpus) as session:
+        if waiting := check_resources(session, res.cpus_per_trial, res.gpus_per_trial):
+            say(waiting)
         capacity = tuning.max_concurrent or max(
             1, int(session.cpus // max(res.cpus_per_trial, 1e-9)))
         task = ray.remote(execute_trial).options(
