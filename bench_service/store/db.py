@@ -27,8 +27,20 @@ from bench_service.store.errors import StoreError
 ENV_VAR = "BENCH_DB_URL"
 #: SQLite file used (in the current directory) when neither a URL nor the variable is set.
 DEFAULT_FILE = "bench.db"
+#: Environment variable overriding ``SQLITE_BUSY_TIMEOUT_S`` (tests of a locked database).
+BUSY_TIMEOUT_ENV = "BENCH_SQLITE_BUSY_TIMEOUT_S"
+
+
+def _busy_timeout(default: float = 30.0) -> float:
+    try:
+        value = float(os.environ.get(BUSY_TIMEOUT_ENV) or default)
+    except ValueError:
+        return default
+    return value if 0 < value <= 3600 else default
+
+
 #: Seconds a SQLite writer waits for the lock before giving up.
-SQLITE_BUSY_TIMEOUT_S = 30.0
+SQLITE_BUSY_TIMEOUT_S = _busy_timeout()
 #: Execution option marking a connection whose transactions write (``BEGIN IMMEDIATE``).
 WRITE_OPTION = "bench_write"
 
@@ -121,6 +133,13 @@ def is_locked_error(exc: BaseException) -> bool:
     """Whether ``exc`` is SQLite's transient "database is locked/busy" (worth a retry)."""
     text = str(getattr(exc, "orig", exc)).lower()
     return "database is locked" in text or "database is busy" in text
+
+
+def is_readonly_error(exc: BaseException) -> bool:
+    """Whether ``exc`` is SQLite's "attempt to write a readonly database" (or PostgreSQL's
+    read-only transaction): no retry helps."""
+    text = str(getattr(exc, "orig", exc)).lower()
+    return "readonly database" in text or "read-only transaction" in text
 
 
 def _parse(url: str) -> URL:

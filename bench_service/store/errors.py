@@ -18,3 +18,11 @@ class SweepExistsError(StoreError):
     A subclass so that a driver racing another one to create the same sweep can catch exactly
     this case and fall back to ``get_sweep``.
     """
+
+
+class DatabaseLocked(StoreError):
+    """Another writer held the database's write lock for longer than the busy timeout."""
+
+
+class DatabaseReadOnly(StoreError):
+    """The database (file, directory or connection) accepts no writes."""

@@ -23,8 +23,10 @@ from bench_service.engine.records import MetricPoint, TrialResult
 from bench_service.store import _frames
 from bench_service.store._types import finite_or_none, special_of, utcnow
 from bench_service.store.db import (
+    SQLITE_BUSY_TIMEOUT_S,
     check_connection,
     is_locked_error,
+    is_readonly_error,
     make_engine,
     mask_url,
     resolve_url,
@@ -42,7 +44,12 @@ from bench_service.store.entities import (
     SweepInfo,
     TrialInfo,
 )
-from bench_service.store.errors import StoreError, SweepExistsError
+from bench_service.store.errors import (
+    DatabaseLocked,
+    DatabaseReadOnly,
+    StoreError,
+    SweepExistsError,
+)
 from bench_service.store.migrate import upgrade_engine
 from bench_service.store.models import Cell, Metric, Sweep, Trial
 
@@ -397,6 +404,12 @@ class Store:
                 f"cannot store metrics of trial {trial_id}: {_first_line(exc)}"
             ) from exc
 
+    def set_trial_error(self, trial_id: int, error: str | None) -> None:
+        """Set a trial's ``error`` text while it runs (metric writes that failed, say), so the
+        record shows it before the outcome (whose ``error`` replaces it) arrives."""
+        self._write(lambda conn: conn.execute(
+            update(TRIALS).where(TRIALS.c.id == trial_id).values(error=error)))
+
     def heartbeat(self, trial_id: int) -> None:
         """Record that a running trial is alive (for long stretches without metrics)."""
 
@@ -616,14 +629,34 @@ class Store:
     # ------------------------------------------------------------------ internals
 
     def _write(self, fn: Callable[[Connection], T]) -> T:
-        """Run ``fn`` in one write transaction, retrying on SQLite's transient lock errors."""
+        """Run ``fn`` in one write transaction, retrying on SQLite's transient lock errors.
+
+        A lock SQLite refused at once (no busy wait) is retried; one that another writer held
+        through the whole busy timeout is not waited for again (that made ``bench run`` wait
+        four timeouts, then fail with a traceback): it raises ``DatabaseLocked``, and a
+        read-only database ``DatabaseReadOnly``, each one line.
+        """
         for attempt in range(_LOCK_RETRIES):
+            began = time.monotonic()
             try:
                 with self._writer.begin() as conn:
                     return fn(conn)
             except OperationalError as exc:
-                if attempt == _LOCK_RETRIES - 1 or not is_locked_error(exc):
+                if is_readonly_error(exc):
+                    raise DatabaseReadOnly(
+                        f"cannot write to database {mask_url(self.url)}: it is read-only "
+                        f"({_first_line(exc)}); check the file's and its "
+                        "directory's permissions"
+                    ) from exc
+                if not is_locked_error(exc):
                     raise
+                waited = time.monotonic() - began
+                if attempt == _LOCK_RETRIES - 1 or waited >= SQLITE_BUSY_TIMEOUT_S / 2:
+                    raise DatabaseLocked(
+                        f"database {mask_url(self.url)} is locked by another writer (waited "
+                        f"{waited:.0f} s for it); nothing was written, try again once it is "
+                        "done"
+                    ) from exc
                 time.sleep(0.1 * 2**attempt)
         raise AssertionError("unreachable")
 

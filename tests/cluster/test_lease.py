@@ -64,9 +64,8 @@ def test_the_heartbeat_keeps_a_short_lease_alive_and_release_frees_it(
             time.sleep(0.1)
         else:
             raise AssertionError("the lease was never renewed")
-        with pytest.raises(SweepLeaseHeld, match="--wait-if-busy"):
-            with sweep_lease(store, "s"):
-                pass
+        with pytest.raises(SweepLeaseHeld, match="--wait-if-busy"), sweep_lease(store, "s"):
+            pass
     assert lease_holder(store, "s") is None
 
 
