@@ -4,7 +4,8 @@
 outcome). A second driver of the same sweep is refused with the owner's name (exit 2), or
 waits for its turn with ``wait=True``. A heartbeat thread renews the lease every
 ``ttl / 6`` seconds on its own connection, so a driver that dies (SIGKILL, a lost machine)
-stops renewing and the next driver takes over once ``ttl`` has passed.
+or hangs stops renewing and the next driver takes over once ``ttl`` has passed; one that
+died on this same machine (its process is gone) is taken over at once.
 ``BENCH_LEASE_TTL_S`` sets the time to live (default 30 s; tests use a short one).
 """
 
@@ -53,8 +54,34 @@ def lease_ttl() -> float:
 
 
 def owner_id() -> str:
-    """``host:pid:uuid``: unique per driver even when hosts and pids repeat (containers)."""
-    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:12]}"
+    """``host:pid:pidns-uuid``: unique per driver even when hosts and pids repeat."""
+    return f"{socket.gethostname()}:{os.getpid()}:{_pid_namespace()}-{uuid.uuid4().hex[:12]}"
+
+
+def _pid_namespace() -> str:
+    """This process's PID namespace (containers sharing a host name have their own)."""
+    try:
+        return str(os.stat("/proc/self/ns/pid").st_ino)
+    except OSError:
+        return "0"
+
+
+def owner_is_gone(owner: str) -> bool:
+    """Whether ``owner`` (an ``owner_id``) is a process of this machine and namespace that no
+    longer exists: a driver killed here a moment ago need not wait for its lease to expire.
+    Anything uncertain (another machine, a pid now reused) counts as alive."""
+    host, _, rest = owner.partition(":")
+    pid, _, tag = rest.partition(":")
+    if host != socket.gethostname() or not pid.isdigit() \
+            or tag.partition("-")[0] != _pid_namespace() or int(pid) == os.getpid():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:  # exists, owned by someone else
+        return False
+    return False
 
 
 def _stop_this_driver(holder: LeaseInfo | None) -> None:
@@ -126,11 +153,16 @@ def sweep_lease(store: Store, sweep_name: str, *, wait: bool = False,
     owner = owner_id()
     host, pid = socket.gethostname(), os.getpid()
     waiting_for: str | None = None
+    gone: str | None = None
     while True:
         try:
-            lease, previous = acquire_lease(store, sweep_name, owner, host, pid, ttl)
+            lease, previous = acquire_lease(store, sweep_name, owner, host, pid, ttl,
+                                            dead_owner=gone)
             break
         except SweepLeaseHeld as exc:
+            if owner_is_gone(exc.holder.owner) and gone != exc.holder.owner:
+                gone = exc.holder.owner  # killed on this machine: take over at once
+                continue
             if not wait:
                 raise SweepLeaseHeld(exc.holder, WAIT_HINT) from None
             if exc.holder.owner != waiting_for:
@@ -138,8 +170,10 @@ def sweep_lease(store: Store, sweep_name: str, *, wait: bool = False,
                 say(f"waiting: sweep {sweep_name!r} is being run by {exc.holder.describe()}")
             time.sleep(ttl / RENEWALS)
     if previous is not None:
-        say(f"took sweep {sweep_name!r} over from {previous.host}:{previous.pid}, whose "
-            f"lease expired (last renewed {previous.renewed_at:%H:%M:%S} UTC)")
+        why = "process is gone" if previous.owner == gone and not previous.expired() else \
+            "lease expired"
+        say(f"took sweep {sweep_name!r} over from {previous.host}:{previous.pid}, whose {why} "
+            f"(last renewed {previous.renewed_at:%H:%M:%S} UTC)")
     keeper = LeaseKeeper(store.url, sweep_name, owner, ttl)
     keeper.start()
     try:
@@ -150,4 +184,5 @@ def sweep_lease(store: Store, sweep_name: str, *, wait: bool = False,
             release_lease(store, sweep_name, owner)
 
 
-__all__ = ["DEFAULT_TTL_S", "TTL_ENV", "LeaseKeeper", "lease_ttl", "owner_id", "sweep_lease"]
+__all__ = ["DEFAULT_TTL_S", "TTL_ENV", "LeaseKeeper", "lease_ttl", "owner_id", "owner_is_gone",
+           "sweep_lease"]

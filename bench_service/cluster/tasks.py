@@ -63,6 +63,9 @@ class MetricWriter:
         self.db_url = db_url
         self._store: Any = None
         self.stopped = False
+        #: Trials whose latest start failed: their points are refused until a start is
+        #: stored, since that start will delete the points of its trial.
+        self._unstarted: set[int] = set()
 
     @property
     def store(self) -> Any:
@@ -77,11 +80,17 @@ class MetricWriter:
     def start(self, trial_id: int, start: dict[str, Any]) -> int:
         if self.stopped:
             return 0
-        return int(self._retry(lambda: self.store.start_trial(trial_id, **start)) or 0)
+        self._unstarted.add(trial_id)
+        attempt = int(self._retry(lambda: self.store.start_trial(trial_id, **start)) or 0)
+        self._unstarted.discard(trial_id)
+        return attempt
 
     def append(self, trial_id: int, points: Sequence[MetricPoint]) -> None:
-        if not self.stopped:
-            self._retry(lambda: self.store.append_metrics(trial_id, points))
+        if self.stopped:
+            return
+        if trial_id in self._unstarted:
+            raise RuntimeError(f"trial {trial_id}'s start is not stored: its points wait")
+        self._retry(lambda: self.store.append_metrics(trial_id, points))
 
     def finish(self, trial_id: int, summary: dict[str, Any],
                points: Sequence[MetricPoint] = (), start: dict[str, Any] | None = None) -> None:
@@ -184,9 +193,10 @@ class _Streamer:
     Every write is kept until it is known to be stored: each flush looks (without waiting)
     at the writes sent so far; one that failed is sent again (``WRITE_TRIES``), and then
     counts as failed: its start or points go back to wait for the next write or the
-    outcome, and the failure is noted in the outcome's ``error``. Points are sent only once
-    the attempt's start is stored: a start resets the trial's row and deletes its points, so
-    a start sent again must never land after points of the same attempt.
+    outcome, and the failure is noted in the trial's ``error``. A start resets the trial's
+    row and deletes its points, so points must never be stored ahead of a start sent again:
+    the writer refuses the points of a trial whose start failed, and the streamer sends a
+    start again before any points.
 
     For a tuning trial it also reports each epoch's validation metric to the tuner and stops
     the trial (``TrialPruned``) when the pruner says so; the points so far are kept.
@@ -245,13 +255,13 @@ class _Streamer:
             self._retry_at = time.monotonic() + FLUSH_SECONDS
             return
         now = time.monotonic()
-        for w in self._writes:
-            if w.ref is None and now >= w.retry_at:
-                self._send(writer, w)
         if self.unsent_start is not None:
             self._send(writer, _Write("start", self.unsent_start))
             self.unsent_start = None
-        if self.buffer and self.start_stored:
+        due = [w for w in self._writes if w.ref is None and now >= w.retry_at]
+        for w in sorted(due, key=lambda w: w.kind != "start"):  # a start before points
+            self._send(writer, w)
+        if self.buffer:
             self._send(writer, _Write("append", self.buffer))
             self.buffer = []
         if self.start_stored and len(self.write_errors) > self._noted:

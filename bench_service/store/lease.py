@@ -67,12 +67,13 @@ class SweepLeaseHeld(StoreError):
 
 
 def acquire_lease(store: Store, sweep_name: str, owner: str, host: str, pid: int,
-                  ttl_s: float) -> tuple[LeaseInfo, LeaseInfo | None]:
+                  ttl_s: float, *, dead_owner: str | None = None
+                  ) -> tuple[LeaseInfo, LeaseInfo | None]:
     """Take the sweep's lease for ``owner`` for ``ttl_s`` seconds.
 
     Returns the new lease and, when it was taken over from a driver whose lease had
-    expired, that driver's last lease (``None`` otherwise). Taking a lease ``owner`` already
-    holds renews it.
+    expired (or ``dead_owner``, known to be dead), that driver's last lease (``None``
+    otherwise). Taking a lease ``owner`` already holds renews it.
 
     Raises:
         SweepLeaseHeld: Another owner's lease has not expired.
@@ -94,7 +95,7 @@ def acquire_lease(store: Store, sweep_name: str, owner: str, host: str, pid: int
                     raise
                 return winner
             return _info(sweep_name, values), None
-        if row.owner != owner and not row.expired(now):
+        if row.owner not in (owner, dead_owner) and not row.expired(now):
             return row
         if row.owner == owner:
             values["acquired_at"] = row.acquired_at

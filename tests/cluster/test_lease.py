@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import socket
@@ -94,6 +95,17 @@ def _driver(spec: Path, db: Path, cwd: Path, *extra: str, ttl: float | None = No
     )
 
 
+def _session_pids(sid: int) -> set[int]:
+    """The processes of session ``sid`` (a driver started with ``start_new_session``)."""
+    pids = set()
+    for entry in os.listdir("/proc"):
+        with contextlib.suppress(OSError, ValueError, IndexError):
+            if entry.isdigit() and int(Path(f"/proc/{entry}/stat").read_text()
+                                       .rsplit(")", 1)[1].split()[3]) == sid:
+                pids.add(int(entry))
+    return pids
+
+
 def _attempts(db: Path, name: str) -> list[int]:
     return [int(a) for a in Store(str(db)).trials_frame(name)["attempt"]]
 
@@ -116,38 +128,66 @@ def test_two_drivers_started_together_run_every_trial_once(tmp_path: Path) -> No
     assert lease_holder(Store(str(db)), "e2e") is None  # released at the end
 
 
-def test_a_killed_drivers_lease_expires_and_the_next_driver_takes_over(tmp_path: Path) -> None:
+def test_a_driver_killed_on_this_machine_is_taken_over_at_once(tmp_path: Path) -> None:
+    db, spec = tmp_path / "bench.db", write_spec(tmp_path / "slow.yaml", SLOW)
+    first = _driver(spec, db, tmp_path, ttl=3600)  # its lease would outlive the test
+    try:
+        _wait_for(lambda: _counts(db).get("completed", 0) >= 2, timeout=600)
+        os.kill(first.pid, signal.SIGKILL)
+        first.wait(timeout=60)
+    finally:
+        _kill_session(first)
+    holder = lease_holder(Store(str(db)), "slow")
+    assert holder is not None and holder.pid == first.pid and not holder.expired()
+    again = _driver(spec, db, tmp_path)
+    try:
+        out, err = again.communicate(timeout=600)
+    finally:
+        _kill_session(again)
+    assert again.returncode == 0, err
+    dead = f"{socket.gethostname()}:{first.pid}"
+    assert f"took sweep 'slow' over from {dead}, whose process is gone" in out, out
+    trials = Store(str(db)).trials_frame("slow")
+    assert len(trials) == 32 and set(trials["status"]) == {"completed"}
+
+
+def test_a_hung_drivers_lease_expires_and_the_next_driver_takes_over(tmp_path: Path) -> None:
     ttl = 20.0
     db, spec = tmp_path / "bench.db", write_spec(tmp_path / "slow.yaml", SLOW)
     first = _driver(spec, db, tmp_path, ttl=ttl)
     try:
-        _wait_for(lambda: _counts(db).get("completed", 0) >= 2, timeout=300)
-        os.kill(first.pid, signal.SIGKILL)
-        first.wait(timeout=30)
+        _wait_for(lambda: _counts(db).get("completed", 0) >= 2, timeout=600)
+        # Hung, not dead (a partitioned machine, a stuck process): the process is still
+        # there, so only the lease's expiry can tell the next driver it may go on. Its
+        # embedded Ray goes (as with the machine), so none of its trials run on meanwhile.
+        os.kill(first.pid, signal.SIGSTOP)
+        for pid in _session_pids(first.pid) - {first.pid}:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+        holder = lease_holder(Store(str(db)), "slow")
+        assert holder is not None and holder.pid == first.pid
+        hung = f"{socket.gethostname()}:{first.pid}"
+        # Within its TTL the lease still stands: a plain run is refused, naming the holder
+        # (unless this machine took longer than the TTL to start it: then it takes over).
+        plain = _driver(spec, db, tmp_path)
+        try:
+            out, err = plain.communicate(timeout=600)
+        finally:
+            _kill_session(plain)
+        if plain.returncode == 2:
+            assert f"sweep 'slow' is being run by {hung} since" in err, err
+            # A waiting driver takes over once the lease expires, and finishes the sweep.
+            waiting = _driver(spec, db, tmp_path, "--wait-if-busy")
+            try:
+                out, err = waiting.communicate(timeout=600)
+            finally:
+                _kill_session(waiting)
+            assert waiting.returncode == 0, err
+        else:
+            assert plain.returncode == 0, err
+        assert f"took sweep 'slow' over from {hung}, whose lease expired" in out, out
     finally:
         _kill_session(first)
-    holder = lease_holder(Store(str(db)), "slow")
-    assert holder is not None and holder.pid == first.pid  # nobody released it
-    dead = f"{socket.gethostname()}:{first.pid}"
-    # Within its TTL the dead driver's lease still stands: a plain run is refused, naming it
-    # (unless this machine took longer than the TTL to start it: then it takes over).
-    plain = _driver(spec, db, tmp_path)
-    try:
-        out, err = plain.communicate(timeout=600)
-    finally:
-        _kill_session(plain)
-    if plain.returncode == 2:
-        assert f"sweep 'slow' is being run by {dead} since" in err, err
-        # A waiting driver takes over once the lease expires, and finishes the sweep.
-        waiting = _driver(spec, db, tmp_path, "--wait-if-busy")
-        try:
-            out, err = waiting.communicate(timeout=600)
-        finally:
-            _kill_session(waiting)
-        assert waiting.returncode == 0, err
-    else:
-        assert plain.returncode == 0, err
-    assert f"took sweep 'slow' over from {dead}, whose lease expired" in out, out
     trials = Store(str(db)).trials_frame("slow")
     assert len(trials) == 32 and set(trials["status"]) == {"completed"}
     assert lease_holder(Store(str(db)), "slow") is None
