@@ -66,6 +66,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-cpus", type=int, default=None,
                      help="CPUs of the embedded local Ray (default: all)")
     run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument("--wait-if-busy", action="store_true",
+                     help="if another driver is running this sweep, wait for it to end, then "
+                          "resume what is left (default: exit 2 naming that driver)")
 
     sweeps = sub.add_parser("sweeps", help="list sweeps with their progress")
     sweeps.add_argument("name", nargs="?", default=None,
@@ -126,7 +129,7 @@ def main(argv: Sequence[str] | None = None, *, start_ray_early: bool = False) ->
         start_local_ray_early(num_cpus=args.num_cpus)
     try:
         handler = _HANDLERS[args.command]
-        return handler(args)
+        return _cancel_code(handler(args))
     except (ConfigError, CliError) as exc:
         print(f"bench: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -135,7 +138,7 @@ def main(argv: Sequence[str] | None = None, *, start_ray_early: bool = False) ->
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("bench: interrupted", file=sys.stderr)
-        return EXIT_CANCELLED
+        return _cancel_code(EXIT_CANCELLED)
     finally:
         if early:  # after the error, if any, is printed
             from bench_service.cluster.session import stop_early_ray
@@ -152,6 +155,13 @@ def _embedded_run(args: argparse.Namespace) -> bool:
     from bench_service.cluster.runs import probably_finished
 
     return not probably_finished(args.spec, args.db, args.name)
+
+
+def _cancel_code(code: int) -> int:
+    """A cancel (130) caused by SIGTERM exits 143; its handler lives in ``cluster.signals``,
+    so without that module imported (no Ray started) no SIGTERM was turned into a cancel."""
+    signals = sys.modules.get("bench_service.cluster.signals")
+    return signals.cancel_exit_code(code) if signals is not None else code
 
 
 def _store_error() -> type[Exception]:
@@ -189,7 +199,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         )
     return execute_sweep(
         plan, store, address=args.address, num_cpus=args.num_cpus,
-        progress=not args.no_progress, out=sys.stdout,
+        progress=not args.no_progress, out=sys.stdout, wait_if_busy=args.wait_if_busy,
     )
 
 

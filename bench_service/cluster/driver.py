@@ -17,11 +17,13 @@ from typing import TYPE_CHECKING, TextIO
 import ray
 
 from bench_service.cluster.grid import GridRun, register_sweep
+from bench_service.cluster.lease import sweep_lease
 from bench_service.cluster.loop import SweepOutcome, TaskResources, run_loop
 from bench_service.cluster.runs import SweepRun, db_flag
-from bench_service.cluster.session import check_address, ray_session
+from bench_service.cluster.session import check_address, check_resources, ray_session
 from bench_service.cluster.sweep_runner import slots
 from bench_service.cluster.tuning import TunedRun
+from bench_service.engine.errors import ConfigError
 
 if TYPE_CHECKING:
     from bench_service.store import Store
@@ -51,11 +53,31 @@ def execute_sweep(
     num_cpus: int | None = None,
     progress: bool = True,
     out: TextIO | None = None,
+    wait_if_busy: bool = False,
 ) -> int:
-    """Run (or resume) a planned sweep, grid or tuned; returns the process exit code."""
-    check_address(address)  # before the sweep is written
+    """Run (or resume) a planned sweep, grid or tuned, as its one driver; returns the exit code.
+
+    The sweep's lease is held throughout, taken before anything is registered: another driver
+    of the same sweep is refused (``SweepLeaseHeld``, naming it) or, with ``wait_if_busy``,
+    waited for.
+    """
+    check_address(address)  # before the sweep (or its lease) is written
+    with sweep_lease(store, plan.name, wait=wait_if_busy, out=out):
+        return _execute_sweep(plan, store, address=address, num_cpus=num_cpus,
+                              progress=progress, out=out)
+
+
+def _execute_sweep(
+    plan: SweepPlan,
+    store: Store,
+    *,
+    address: str | None,
+    num_cpus: int | None,
+    progress: bool,
+    out: TextIO | None,
+) -> int:
     run = sweep_run(plan, store, out)
-    # (the sweep's one-driver lease is taken here, before anything is registered)
+    is_new = store.get_sweep(plan.name) is None
     sweep = run.register()
     if run.nothing_left():
         store.set_sweep_status(sweep.id, "completed")
@@ -66,8 +88,14 @@ def execute_sweep(
         if out is not None:
             print(f"ray: {'embedded local' if session.started_here else session.address}, "
                   f"{session.cpus:g} CPU, {session.gpus:g} GPU", file=out, flush=True)
-        # (a check that the cluster can ever satisfy ``resources`` goes here: nothing is
-        # submitted yet)
+        try:  # nothing is submitted yet
+            waiting = check_resources(session, res.cpus_per_trial, res.gpus_per_trial)
+        except ConfigError:
+            if is_new:  # refused before anything ran: leave no half-made sweep behind
+                store.delete_sweep(plan.name)
+            raise
+        if waiting and out is not None:
+            print(waiting, file=out, flush=True)
         capacity = slots(ray.cluster_resources(), res.cpus_per_trial, res.gpus_per_trial)
         store.set_sweep_status(sweep.id, "running")
         outcome = run_loop(run.source(capacity), store, resources, capacity=capacity,

@@ -5,9 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import signal
 import socket
-import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,6 +16,7 @@ from typing import Any
 import ray
 
 import bench_service
+from bench_service.cluster import signals
 from bench_service.engine.errors import ConfigError
 
 
@@ -62,6 +61,8 @@ def ray_session(
             _init_local(num_cpus, num_gpus)
         else:
             _connect(address)
+    # ray.init replaced the SIGTERM handler by its sys.exit: SIGTERM cancels like Ctrl-C.
+    previous = signals.install_sigterm_handler()
     try:
         res = ray.cluster_resources()
         ctx = ray.get_runtime_context()
@@ -78,6 +79,7 @@ def ray_session(
             if address is None:
                 _kill_autoscaler_monitor()
             ray.shutdown()
+        signals.restore_sigterm_handler(previous)
 
 
 class ClusterUnreachable(ConfigError):
@@ -115,6 +117,83 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
             "--address", f"nothing accepts connections at {address} ({exc.strerror or exc}); "
             "start the cluster's head there with `ray start --head --port PORT`"
         ) from None
+
+
+#: Environment variable: ``1`` says the cluster autoscales, so a trial request that no node
+#: fits now is waited for (with a message) instead of refused, where Ray does not publish an
+#: autoscaler configuration to check it against.
+AUTOSCALING_ENV = "BENCH_AUTOSCALING"
+_EPS = 1e-9
+
+
+def check_resources(session: RaySession, cpus_per_trial: float, gpus_per_trial: float
+                    ) -> str | None:
+    """Refuse a per-trial request that no node of the cluster can ever hold.
+
+    Ray queues a task that fits no node forever, without a word (``cpus_per_trial: 64`` on a
+    2-CPU machine, ``gpus_per_trial: 1`` with no GPU). One trial runs on one node, so the
+    request must fit a single node, not the cluster's total. On an autoscaling cluster a
+    bigger node may yet come: if the autoscaler's published node types (KubeRay, the cluster
+    launcher) hold one that fits, or ``BENCH_AUTOSCALING=1`` says so, a message saying what
+    the sweep waits for is returned for the driver to print instead.
+
+    Returns:
+        ``None`` when a live node fits the request now, else the waiting message.
+
+    Raises:
+        ConfigError: No node (and no node type the autoscaler may add) fits; the message
+            names the field, the request and the biggest node.
+    """
+    nodes = [dict(n.get("Resources") or {}) for n in ray.nodes() if n.get("Alive")]
+    if any(_fits(r, cpus_per_trial, gpus_per_trial) for r in nodes):
+        return None
+    biggest = max(nodes, key=lambda r: (r.get("GPU", 0.0), r.get("CPU", 0.0)), default={})
+    want = _amount(cpus_per_trial, gpus_per_trial)
+    have = _amount(biggest.get("CPU", 0.0), biggest.get("GPU", 0.0))
+    node_types = _autoscaler_node_types()
+    if node_types is not None:
+        can_add = [t for t in node_types if _fits(t, cpus_per_trial, gpus_per_trial)]
+        if can_add:
+            return (f"waiting for the autoscaler to add a node with {want} (each trial needs "
+                    f"that; the biggest node now has {have})")
+    elif os.environ.get(AUTOSCALING_ENV, "").strip() == "1":
+        return (f"waiting for a node with {want} ({AUTOSCALING_ENV}=1: the cluster is said to "
+                f"autoscale; the biggest node now has {have})")
+    short_cpu = not any(r.get("CPU", 0.0) + _EPS >= cpus_per_trial for r in nodes)
+    short_gpu = not any(r.get("GPU", 0.0) + _EPS >= gpus_per_trial for r in nodes)
+    field = "resources.gpus_per_trial" if short_gpu and not short_cpu else \
+        "resources.cpus_per_trial" if short_cpu and not short_gpu else "resources"
+    where = "" if session.started_here else f" at {session.address}"
+    scaling = "" if node_types is None else " (nor does any node type its autoscaler may add)"
+    raise ConfigError(
+        field, f"each trial asks for {want}, but no node of the Ray cluster{where} has that "
+        f"much{scaling}: the biggest node has {have}, so the trials would wait forever; lower "
+        "the request or use a bigger cluster"
+    )
+
+
+def _fits(resources: dict[str, float], cpus: float, gpus: float) -> bool:
+    return resources.get("CPU", 0.0) + _EPS >= cpus and resources.get("GPU", 0.0) + _EPS >= gpus
+
+
+def _amount(cpus: float, gpus: float) -> str:
+    return f"{cpus:g} CPU and {gpus:g} GPU"
+
+
+def _autoscaler_node_types() -> list[dict[str, float]] | None:
+    """The per-node resources of each node type the autoscaler may add (``max_count`` not 0);
+    ``None`` when the cluster publishes no autoscaler configuration (no autoscaler, or one
+    that does not say). Uses Ray's internal state API, as Ray Train does."""
+    try:
+        from ray._private.state import state
+
+        config: Any = state.get_cluster_config()
+    except Exception:
+        return None
+    if config is None or not config.node_group_configs:
+        return None
+    return [dict(group.resources) for group in config.node_group_configs
+            if group.max_count != 0]
 
 
 def _init_local(num_cpus: int | None, num_gpus: int | None) -> None:
@@ -193,12 +272,13 @@ def start_local_ray_early(num_cpus: int | None = None, num_gpus: int | None = No
     For a driver that knows it will need the embedded Ray (``bench run`` without
     ``--address``) and has seconds of its own work first. Call ``stop_early_ray`` when no
     session ends up using it (a refused spec); that waits for the start-up to finish.
-    Must be called from the main thread, which keeps Ray's SIGTERM behaviour: exit cleanly.
+    Must be called from the main thread, whose SIGTERM handler it sets (``ray.init`` would
+    have set one there): SIGTERM cancels the sweep like Ctrl-C (``signals``).
     """
     global _early
     if _early is not None or ray.is_initialized():
         return
-    signal.signal(signal.SIGTERM, _exit_on_sigterm)  # what ray.init sets in the main thread
+    signals.install_sigterm_handler()
     _early = _EarlyLocalRay(num_cpus, num_gpus)
 
 
@@ -208,10 +288,6 @@ def stop_early_ray() -> None:
     early, _early = _early, None
     if early is not None:
         early.close()
-
-
-def _exit_on_sigterm(signum: int, frame: Any) -> None:
-    sys.exit(signum)
 
 
 def _kill_autoscaler_monitor() -> None:

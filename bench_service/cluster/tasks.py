@@ -9,6 +9,12 @@ Workers never open the database themselves: SQLite keeps working with worker nod
 cannot see the file, and each batch is one bulk insert. A retried trial (worker or node lost;
 Ray's ``max_retries``) starts its attempt again, which deletes the points of the lost attempt,
 so nothing is stored twice.
+
+Every write to the writer is checked, without blocking the task (``_Streamer``): the writer
+retries a database that is locked, the streamer re-sends a write that failed anyway, and a
+write that still fails puts its start or points back to travel with the trial's outcome,
+which the driver stores in one transaction. The failure is noted in the trial's ``error``
+and printed by the worker; nothing is dropped without a trace.
 """
 
 from __future__ import annotations
@@ -17,9 +23,10 @@ import contextlib
 import os
 import platform
 import socket
+import sys
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timezone
 from typing import Any, NamedTuple
 
@@ -32,6 +39,21 @@ from bench_service.engine.records import MetricPoint, TrialResult
 #: Send metrics to the writer when this many points are buffered or this many seconds passed.
 FLUSH_POINTS = 500
 FLUSH_SECONDS = 1.0
+#: Seconds the writer keeps retrying a write the database refuses as locked (each try waits
+#: up to the store's busy timeout); ``BENCH_WRITE_RETRY_S`` overrides it (tests).
+WRITE_RETRY_ENV = "BENCH_WRITE_RETRY_S"
+WRITE_RETRY_SECONDS = 120.0
+#: Times the streamer sends a write that failed (after the writer's own retries) before it
+#: counts as failed and its payload waits for the outcome; the pause doubles from 1 s.
+WRITE_TRIES = 3
+
+
+def _write_retry_seconds() -> float:
+    try:
+        value = float(os.environ.get(WRITE_RETRY_ENV) or WRITE_RETRY_SECONDS)
+    except ValueError:
+        return WRITE_RETRY_SECONDS
+    return value if value >= 0 else WRITE_RETRY_SECONDS
 
 
 class MetricWriter:
@@ -41,6 +63,9 @@ class MetricWriter:
         self.db_url = db_url
         self._store: Any = None
         self.stopped = False
+        #: Trials whose latest start failed: their points are refused until a start is
+        #: stored, since that start will delete the points of its trial.
+        self._unstarted: set[int] = set()
 
     @property
     def store(self) -> Any:
@@ -55,16 +80,47 @@ class MetricWriter:
     def start(self, trial_id: int, start: dict[str, Any]) -> int:
         if self.stopped:
             return 0
-        return self.store.start_trial(trial_id, **start)
+        self._unstarted.add(trial_id)
+        attempt = int(self._retry(lambda: self.store.start_trial(trial_id, **start)) or 0)
+        self._unstarted.discard(trial_id)
+        return attempt
 
     def append(self, trial_id: int, points: Sequence[MetricPoint]) -> None:
-        if not self.stopped:
-            self.store.append_metrics(trial_id, points)
+        if self.stopped:
+            return
+        if trial_id in self._unstarted:
+            raise RuntimeError(f"trial {trial_id}'s start is not stored: its points wait")
+        self._retry(lambda: self.store.append_metrics(trial_id, points))
 
     def finish(self, trial_id: int, summary: dict[str, Any],
                points: Sequence[MetricPoint] = (), start: dict[str, Any] | None = None) -> None:
         if not self.stopped:
-            self.store.finish_trial(trial_id, summary, points, start=start)
+            self._retry(lambda: self.store.finish_trial(trial_id, summary, points, start=start))
+
+    def note(self, trial_id: int, text: str) -> None:
+        """Record on a running trial that some of its writes failed (its ``error``)."""
+        if not self.stopped:
+            self._retry(lambda: self.store.set_trial_error(trial_id, text))
+
+    def _retry(self, write: Callable[[], Any]) -> Any:
+        """Run ``write``, again while the database is locked by another writer (a long
+        transaction, a backup, a second sweep) for up to ``WRITE_RETRY_SECONDS``."""
+        from bench_service.store.db import is_locked_error
+        from bench_service.store.errors import DatabaseLockedError
+
+        deadline = time.monotonic() + _write_retry_seconds()
+        pause = 0.5
+        while True:
+            try:
+                return write()
+            except Exception as exc:
+                locked = isinstance(exc, DatabaseLockedError) or is_locked_error(exc)
+                if self.stopped or not locked or time.monotonic() >= deadline:
+                    raise
+                print(f"bench: metric writer: {_first_line(exc)}; retrying in {pause:g} s",
+                      file=sys.stderr, flush=True)
+                time.sleep(pause)
+                pause = min(pause * 2, 10.0)
 
     def stop(self) -> None:
         """Drop every later write: the sweep was cancelled and the driver marks what is
@@ -113,13 +169,34 @@ class PruningHook:
     metric: str
 
 
+@dataclass(eq=False)
+class _Write:
+    """One call sent to the writer and not yet known to be stored."""
+
+    kind: str  # "start" | "append" | "note": the writer's method
+    payload: Any  # the start dict, the batch of points, or the note
+    ref: Any = None
+    future: Any = None
+    tries: int = 0
+    retry_at: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
 class _Streamer:
     """The runner's metrics callback: buffers points and ships them in batches.
 
     Nothing is sent while the trial is younger than ``FLUSH_SECONDS``: a short trial's start
     (host, device, versions, time), whole curve and outcome travel together in its
     ``TrialOutcome``, one transaction on the driver. A longer trial streams to the writer
-    actor, its start with the first batch; until the writer exists, points stay buffered.
+    actor, its start first; until the writer exists, points stay buffered.
+
+    Every write is kept until it is known to be stored: each flush looks (without waiting)
+    at the writes sent so far; one that failed is sent again (``WRITE_TRIES``), and then
+    counts as failed: its start or points go back to wait for the next write or the
+    outcome, and the failure is noted in the trial's ``error``. A start resets the trial's
+    row and deletes its points, so points must never be stored ahead of a start sent again:
+    the writer refuses the points of a trial whose start failed, and the streamer sends a
+    start again before any points.
 
     For a tuning trial it also reports each epoch's validation metric to the tuner and stops
     the trial (``TrialPruned``) when the pruner says so; the points so far are kept.
@@ -129,10 +206,13 @@ class _Streamer:
                  pruning: PruningHook | None = None) -> None:
         self.writer_name, self.trial_id, self.pruning = writer_name, trial_id, pruning
         self.unsent_start: dict[str, Any] | None = start
+        self.start_stored = False
         self.buffer: list[MetricPoint] = []
         self.last = time.monotonic()
         self._pending: Any = None
-        self._sent: Any = None  # ref of the last writer call
+        self._writes: list[_Write] = []  # sent, not yet known to be stored; or to send again
+        self.write_errors: list[str] = []
+        self._noted = 0  # how many of write_errors the trial's row shows
         self._retry_at = 0.0  # no writer yet: when to look again
 
     def __call__(self, points: list[MetricPoint]) -> None:
@@ -171,31 +251,97 @@ class _Streamer:
         return pending is not None and bool(wait_in_slot(pending))
 
     def flush(self) -> None:
-        # Fire and forget: calls from one caller reach the actor in order.
+        # Calls from one caller reach the actor in order; their results are looked at later.
+        self.last = time.monotonic()
+        self._check_writes()
         writer = writer_handle(self.writer_name)
         if writer is None:  # not started yet: keep the points, look again in a while
             self._retry_at = time.monotonic() + FLUSH_SECONDS
             return
+        now = time.monotonic()
         if self.unsent_start is not None:
-            self._sent = writer.start.remote(self.trial_id, self.unsent_start)
+            self._send(writer, _Write("start", self.unsent_start))
             self.unsent_start = None
+        due = [w for w in self._writes if w.ref is None and now >= w.retry_at]
+        for w in sorted(due, key=lambda w: w.kind != "start"):  # a start before points
+            self._send(writer, w)
         if self.buffer:
-            self._sent = writer.append.remote(self.trial_id, self.buffer)
+            self._send(writer, _Write("append", self.buffer))
             self.buffer = []
-        self.last = time.monotonic()
+        if self.start_stored and len(self.write_errors) > self._noted:
+            self._noted = len(self.write_errors)
+            self._send(writer, _Write("note", self.error_note()))
+
+    def _send(self, writer: Any, w: _Write) -> None:
+        w.ref = getattr(writer, w.kind).remote(self.trial_id, w.payload)
+        w.future = w.ref.future()  # a callback: looking at it never blocks the task
+        w.tries += 1
+        if w not in self._writes:
+            self._writes.append(w)
+
+    def _check_writes(self, final: bool = False) -> None:
+        """Settle the writes whose results are in (``final``: all of them, waiting)."""
+        still: list[_Write] = []
+        for w in self._writes:
+            if w.ref is not None:
+                if not (final or w.future.done()):
+                    still.append(w)
+                    continue
+                error = _error_of(w.future)
+                if error is None:
+                    self.start_stored = self.start_stored or w.kind == "start"
+                    continue
+                w.errors.append(error)
+                w.ref = w.future = None
+                w.retry_at = time.monotonic() + 2.0 ** (w.tries - 1)
+            if w.tries < WRITE_TRIES and not final:
+                still.append(w)  # sent again by the next flush once its pause is over
+            else:
+                self._failed(w)
+        self._writes = still
+
+    def _failed(self, w: _Write) -> None:
+        """A write that kept failing: its payload goes back, to wait for the next write (or
+        the outcome); the failure is kept for the trial's record and printed."""
+        if w.kind == "note":  # sent again (up to date) by a later flush
+            self._noted = 0
+            return
+        if w.errors:
+            note = (f"{w.kind} of trial {self.trial_id} failed {len(w.errors)}x "
+                    f"({w.errors[-1]})")
+            self.write_errors.append(note)
+            print(f"bench: metric write failed: {note}; kept for the next write",
+                  file=sys.stderr, flush=True)
+        if w.kind == "start":
+            self.unsent_start = w.payload
+        else:
+            self.buffer = list(w.payload) + self.buffer
 
     def outcome(self, summary: dict[str, Any]) -> TrialOutcome:
-        """The outcome for the driver to store, with the points and start not sent yet.
+        """The outcome for the driver to store, with the points and start not stored yet.
 
-        If anything went to the writer, wait until it is stored first: the attempt's start
-        resets the trial's row, so it must never land after the driver's outcome.
+        Every write sent is waited for first: the attempt's start resets the trial's row,
+        so it must never land after the driver's outcome; whatever did not get stored
+        travels with the outcome, and the failures are noted in its ``error``.
         """
-        if self._sent is not None:
-            wait_in_slot(self._sent)
-            self._sent = None
+        for w in self._writes:
+            if w.future is not None:
+                with contextlib.suppress(Exception):
+                    wait_in_slot(w.ref)
+        self._check_writes(final=True)
         last, start = self.buffer, self.unsent_start
         self.buffer, self.unsent_start = [], None
+        if self.write_errors:
+            summary = {**summary, "error": "; ".join(
+                e for e in (summary.get("error"), self.error_note()) if e)}
         return TrialOutcome(self.trial_id, summary, last, start)
+
+    def error_note(self) -> str:
+        """What the trial's record says about its failed writes (none were dropped)."""
+        errors = self.write_errors
+        more = f"; and {len(errors) - 5} more" if len(errors) > 5 else ""
+        return (f"{len(errors)} metric write(s) to the database failed and were sent again "
+                f"later: {'; '.join(errors[:5])}{more}")
 
     def cancelled(self) -> None:
         """Store ``cancelled`` with the points so far through the writer (the task is being
@@ -203,9 +349,33 @@ class _Streamer:
         writer = writer_handle(self.writer_name)
         if writer is None:  # the driver marks it cancelled; its points are not kept
             return
+        with contextlib.suppress(Exception):
+            for w in self._writes:
+                if w.ref is not None:
+                    wait_in_slot(w.ref)
+        self._check_writes(final=True)
         last, start = self.buffer, self.unsent_start
         self.buffer, self.unsent_start = [], None
-        wait_in_slot(writer.finish.remote(self.trial_id, {"status": "cancelled"}, last, start))
+        with contextlib.suppress(Exception):  # the driver marks it cancelled regardless
+            summary = {"status": "cancelled"} | (
+                {"error": self.error_note()} if self.write_errors else {})
+            wait_in_slot(writer.finish.remote(self.trial_id, summary, last, start))
+
+
+def _error_of(future: Any) -> str | None:
+    """The one-line error of a finished writer call, ``None`` if it was stored."""
+    try:
+        future.result(timeout=0)
+    except Exception as exc:
+        return _first_line(exc)
+    return None
+
+
+def _first_line(exc: BaseException) -> str:
+    cause = getattr(exc, "cause", None) or exc  # RayTaskError wraps the writer's exception
+    text = str(cause).strip()
+    line = text.splitlines()[0] if text else type(cause).__name__
+    return line[:300]
 
 
 class TrialOutcome(NamedTuple):

@@ -206,3 +206,23 @@ class Metric(Base):
     wall_time: Mapped[float] = mapped_column(Float)
     value: Mapped[float | None] = mapped_column(Float)
     special: Mapped[str | None] = mapped_column(String(4))
+
+
+class SweepLease(Base):
+    """Which driver runs a sweep now: one row per sweep name while a driver holds it.
+
+    Keyed by the sweep's *name* (no foreign key), so a driver takes the lease before the
+    sweep exists and two drivers racing to create it are told apart. ``expires_at`` is
+    pushed forward by the owner's heartbeat; a row past it belongs to a dead driver and the
+    next one takes it over (``bench_service.store.lease``).
+    """
+
+    __tablename__ = "bench_sweep_leases"
+
+    sweep_name: Mapped[str] = mapped_column(String(200), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(255))
+    host: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    acquired_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    renewed_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)

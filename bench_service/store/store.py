@@ -533,6 +533,12 @@ class Store:
                 f"cannot store metrics of trial {trial_id}: {_first_line(exc)}"
             ) from exc
 
+    def set_trial_error(self, trial_id: int, error: str | None) -> None:
+        """Set a trial's ``error`` text while it runs (metric writes that failed, say), so the
+        record shows it before the outcome (whose ``error`` replaces it) arrives."""
+        self._write(lambda conn: conn.execute(
+            update(TRIALS).where(TRIALS.c.id == trial_id).values(error=error)))
+
     def heartbeat(self, trial_id: int) -> None:
         """Record that a running trial is alive (for long stretches without metrics)."""
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 import socket
+import uuid
 from pathlib import Path
 
+import pytest
 import ray
 import yaml
 from _helpers import run_bench
@@ -14,17 +16,32 @@ from bench_service.cluster import session as session_mod
 from bench_service.cluster.session import ray_session, start_local_ray_early, stop_early_ray
 from bench_service.store import Store
 
+#: Environment variable marking the Ray processes this test started: other processes on
+#: the machine (other test runs, other users) start and stop raylets of their own meanwhile.
+MARK = "BENCH_TEST_RAY_MARK"
+
+
+@pytest.fixture(autouse=True)
+def mark(monkeypatch: pytest.MonkeyPatch) -> str:
+    """A marker in this test's environment, inherited by every Ray process it starts."""
+    value = uuid.uuid4().hex
+    monkeypatch.setenv(MARK, value)
+    return value
+
 
 def _raylet_pids() -> set[int]:
+    """Live raylets started from this test (carrying its marker)."""
+    needle = f"{MARK}={os.environ[MARK]}".encode()
     pids = set()
     for pid in os.listdir("/proc"):
         if pid.isdigit():
             try:
                 cmd = Path(f"/proc/{pid}/cmdline").read_bytes()
+                if b"raylet/raylet" in cmd and needle in Path(f"/proc/{pid}/environ"
+                                                              ).read_bytes().split(b"\0"):
+                    pids.add(int(pid))
             except OSError:
                 continue
-            if b"raylet/raylet" in cmd:
-                pids.add(int(pid))
     return pids
 
 

@@ -144,7 +144,7 @@ class Cluster:
     def markers(self) -> list[str]:
         return [self.temp_dir]
 
-    def nodes(self, wait_for: int = 0, timeout: float = 60) -> list[dict]:
+    def nodes(self, wait_for: int = 0, timeout: float = 300) -> list[dict]:
         """``ray.nodes()`` as a driver of this cluster sees it (from a separate process).
 
         With ``wait_for``, polls until that many nodes are alive (the worker node registers
@@ -173,7 +173,7 @@ class Cluster:
 
 
 def _start_node(args: list[str], env: dict[str, str]) -> None:
-    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=120,
+    proc = subprocess.run(args, env=env, capture_output=True, text=True, timeout=300,
                           check=False)
     assert proc.returncode == 0, f"{' '.join(args)} failed:\n{proc.stdout}\n{proc.stderr}"
 
@@ -256,7 +256,7 @@ def _counts(db: Path) -> dict[str, int]:
         return {}
 
 
-def _wait_for(pred: Callable[[], bool], what: str, timeout: float = 120) -> None:
+def _wait_for(pred: Callable[[], bool], what: str, timeout: float = 600) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if pred():
@@ -309,7 +309,7 @@ def test_sweep_via_address_uses_both_nodes_and_leaves_the_cluster_running(
     db = tmp_path / "bench.db"
     spec = _write_spec(tmp_path, sweep_spec("two-node", seeds=1))
     proc = _bench_run(cluster, spec, db, tmp_path)
-    out, err = _finish(proc, tmp_path, timeout=180)
+    out, err = _finish(proc, tmp_path, timeout=600)
     assert proc.returncode == 0, err
     # connected to this cluster (the GCS reports its address with the host's IP): 1 + 2 CPUs
     assert f":{cluster.head['gcs']}, 3 CPU, 0 GPU" in out, out
@@ -374,7 +374,7 @@ def test_killing_the_worker_nodes_raylet_mid_sweep_stores_every_trial_once(
                   and c.get("running", 0) >= 2, "half the trials done and 2 running")
         cluster.worker_lost = True
         _kill_node(raylet)
-        out, err = _finish(proc, tmp_path, timeout=240)
+        out, err = _finish(proc, tmp_path, timeout=600)
     finally:
         if proc.poll() is None:
             os.killpg(proc.pid, signal.SIGKILL)

@@ -18,7 +18,8 @@ from bench_service.store.db import make_engine, writer
 from bench_service.store.migrate import alembic_config, head_revision
 from bench_service.store.models import VERSION_TABLE, Base
 
-OURS = {"bench_sweeps", "bench_trials", "bench_metrics", "bench_cells", VERSION_TABLE}
+OURS = {"bench_sweeps", "bench_trials", "bench_metrics", "bench_cells", "bench_sweep_leases",
+        VERSION_TABLE}
 OPTUNA = {"studies", "trials", "trial_params", "trial_values", "version_info", "alembic_version"}
 
 
