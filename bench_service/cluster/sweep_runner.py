@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from bench_service.cluster.tasks import MetricWriter, TrialOutcome
+from bench_service.cluster.tasks import MetricWriter, TrialOutcome, retry_while_locked
 
 if TYPE_CHECKING:
     from bench_service.store import Store
@@ -100,15 +100,22 @@ def collect(ref: Any, trial_id: int, store: Store) -> tuple[str, bool]:
     A task Ray gave up on (lost after all retries) and an outcome the store refuses are
     stored as ``failed`` with the reason, so the sweep goes on.
     """
-    from bench_service.store import StoreError
+    from bench_service.store import DatabaseLockedError, StoreError
 
     lost = False
     try:
         result: TrialOutcome = ray.get(ref)
-        store.finish_trial(result.trial_id, result.summary, result.points, start=result.start)
+        retry_while_locked(lambda: store.finish_trial(
+            result.trial_id, result.summary, result.points, start=result.start), who="driver")
         return result.status, lost
     except ray.exceptions.RayError as exc:
         lost, error = True, f"lost by Ray after retries: {type(exc).__name__}: {exc}"
+    except DatabaseLockedError as exc:
+        # Locked past every retry: no write can say so either. Stop the sweep loudly (the
+        # trial stays unfinished and runs again on resume) rather than lose its outcome.
+        raise DatabaseLockedError(
+            f"could not store the outcome of trial {trial_id}: {exc}; the sweep stops here "
+            "(run the same command again to resume)") from exc
     except StoreError as exc:
         error = f"could not store the outcome: {exc}"
     with contextlib.suppress(Exception):

@@ -56,6 +56,32 @@ def _write_retry_seconds() -> float:
     return value if value >= 0 else WRITE_RETRY_SECONDS
 
 
+def retry_while_locked(write: Callable[[], Any], *, stopped: Callable[[], bool] = lambda: False,
+                       who: str = "bench") -> Any:
+    """Run ``write``, again while the database is locked by another writer (a long
+    transaction, a backup, a second sweep) for up to ``WRITE_RETRY_SECONDS``; then raise.
+
+    Used by the metric writer and by the driver storing an outcome: a lock that outlasts one
+    busy timeout must not turn a trial's real outcome into a lost one.
+    """
+    from bench_service.store.db import is_locked_error
+    from bench_service.store.errors import DatabaseLockedError
+
+    deadline = time.monotonic() + _write_retry_seconds()
+    pause = 0.5
+    while True:
+        try:
+            return write()
+        except Exception as exc:
+            locked = isinstance(exc, DatabaseLockedError) or is_locked_error(exc)
+            if stopped() or not locked or time.monotonic() >= deadline:
+                raise
+            print(f"bench: {who}: {_first_line(exc)}; retrying in {pause:g} s",
+                  file=sys.stderr, flush=True)
+            time.sleep(pause)
+            pause = min(pause * 2, 10.0)
+
+
 class MetricWriter:
     """Ray actor (one per sweep driver) that owns the store connection."""
 
@@ -103,24 +129,7 @@ class MetricWriter:
             self._retry(lambda: self.store.set_trial_error(trial_id, text))
 
     def _retry(self, write: Callable[[], Any]) -> Any:
-        """Run ``write``, again while the database is locked by another writer (a long
-        transaction, a backup, a second sweep) for up to ``WRITE_RETRY_SECONDS``."""
-        from bench_service.store.db import is_locked_error
-        from bench_service.store.errors import DatabaseLockedError
-
-        deadline = time.monotonic() + _write_retry_seconds()
-        pause = 0.5
-        while True:
-            try:
-                return write()
-            except Exception as exc:
-                locked = isinstance(exc, DatabaseLockedError) or is_locked_error(exc)
-                if self.stopped or not locked or time.monotonic() >= deadline:
-                    raise
-                print(f"bench: metric writer: {_first_line(exc)}; retrying in {pause:g} s",
-                      file=sys.stderr, flush=True)
-                time.sleep(pause)
-                pause = min(pause * 2, 10.0)
+        return retry_while_locked(write, stopped=lambda: self.stopped, who="metric writer")
 
     def stop(self) -> None:
         """Drop every later write: the sweep was cancelled and the driver marks what is

@@ -206,7 +206,8 @@ def database_error(
         waited = busy_timeout_s() if waited_s is None else waited_s
         return DatabaseLockedError(
             f"database {where} is locked by another process (gave up after {waited:.0f} s; "
-            f"${BUSY_TIMEOUT_ENV_VAR} sets the wait): try again when it is done"
+            f"${BUSY_TIMEOUT_ENV_VAR} sets the wait); nothing was written, try again when "
+            "it is done"
         )
     if is_readonly_error(exc):
         return ReadOnlyDatabaseError(

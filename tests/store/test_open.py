@@ -242,3 +242,32 @@ def test_a_sqlite_file_that_is_not_a_database_is_one_line(tmp_path: Path) -> Non
             open_()
     assert path.read_text() == "not a database\n" * 100
     assert sqlite3.sqlite_version  # the stdlib driver is the one in use
+
+
+def test_an_older_locked_database_says_so_on_upgrade(tmp_path: Path) -> None:
+    """Migrating needs the write lock too: held by another process past the busy timeout,
+    opening says so in one line instead of raising the driver's OperationalError."""
+    path = tmp_path / "old.db"
+    engine = make_engine(f"sqlite:///{path}")
+    with engine.begin() as conn:  # a database of the first release
+        command.upgrade(alembic_config(connection=conn), "0001")
+    engine.dispose()
+    holder = subprocess.Popen(
+        ["python", "-c",
+         "import sqlite3, sys\n"
+         f"c = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
+         "c.execute('BEGIN EXCLUSIVE')\n"
+         "print('locked', flush=True)\n"
+         "sys.stdin.read()\n"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )
+    try:
+        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+        with pytest.raises(DatabaseLockedError, match="locked by another process") as info:
+            Store(path, busy_timeout=BUSY)
+        assert "\n" not in str(info.value)
+    finally:
+        assert holder.stdin is not None
+        holder.stdin.close()
+        holder.wait(timeout=60)
+    assert current_revision(str(path)) == "0001"
