@@ -51,9 +51,8 @@ def test_bad_port_and_bad_url_exit_2(
     assert bench(["dashboard", "--db", "nosuchdialect://x"]) == 2
 
 
-def test_url_reaches_the_app_through_the_environment(
-    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
+def _record_launches(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
+    """Record the command and environment the launcher would start Streamlit with."""
     seen: dict[str, object] = {}
 
     class FakePopen:
@@ -64,6 +63,13 @@ def test_url_reaches_the_app_through_the_environment(
             return 0
 
     monkeypatch.setattr(launcher.subprocess, "Popen", FakePopen)
+    return seen
+
+
+def test_url_reaches_the_app_through_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    seen = _record_launches(monkeypatch)
     (tmp_path / "r.db").touch()
     assert launcher.launch(str(tmp_path / "r.db"), port=8999) == 0
     env = seen["env"]
@@ -87,17 +93,8 @@ def test_printed_address_is_the_bind_address() -> None:
 def test_token_reaches_the_app_through_the_environment_only(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    seen: dict[str, object] = {}
-
-    class FakePopen:
-        def __init__(self, cmd: list[str], env: dict[str, str]) -> None:
-            seen["cmd"], seen["env"] = cmd, env
-
-        def wait(self, timeout: float | None = None) -> int:
-            return 0
-
+    seen = _record_launches(monkeypatch)
     token = "s3cret-token-abcdefghijkl"
-    monkeypatch.setattr(launcher.subprocess, "Popen", FakePopen)
     monkeypatch.delenv("BENCH_DASHBOARD_TOKEN", raising=False)
     (tmp_path / "r.db").touch()
     assert launcher.launch(str(tmp_path / "r.db"), host="0.0.0.0", port=8999,

@@ -186,11 +186,8 @@ def test_a_read_only_postgresql_session_is_refused_up_front(pg_url: str) -> None
 # --------------------------------------------------------------------- locked
 
 
-def test_a_database_locked_by_another_process_gives_up_in_bounded_time(tmp_path: Path) -> None:
-    path = tmp_path / "x.db"
-    with Store(path) as store:
-        store.create_sweep("s", {"name": "s"}, "0" * 64, [new_trial(0)])
-    # Another writer (a separate process) holds the write lock and does not let go.
+def _hold_write_lock(path: Path) -> subprocess.Popen[str]:
+    """Another process holding the database's write lock until its stdin closes."""
     holder = subprocess.Popen(
         ["python", "-c",
          "import sqlite3, sys\n"
@@ -200,8 +197,17 @@ def test_a_database_locked_by_another_process_gives_up_in_bounded_time(tmp_path:
          "sys.stdin.read()\n"],
         stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
     )
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
+    return holder
+
+
+def test_a_database_locked_by_another_process_gives_up_in_bounded_time(tmp_path: Path) -> None:
+    path = tmp_path / "x.db"
+    with Store(path) as store:
+        store.create_sweep("s", {"name": "s"}, "0" * 64, [new_trial(0)])
+    # Another writer (a separate process) holds the write lock and does not let go.
+    holder = _hold_write_lock(path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with Store(path, busy_timeout=BUSY) as store:
             assert [s.name for s in store.list_sweeps()] == ["s"]  # WAL: readers go on
             start = time.monotonic()
@@ -252,17 +258,8 @@ def test_an_older_locked_database_says_so_on_upgrade(tmp_path: Path) -> None:
     with engine.begin() as conn:  # a database of the first release
         command.upgrade(alembic_config(connection=conn), "0001")
     engine.dispose()
-    holder = subprocess.Popen(
-        ["python", "-c",
-         "import sqlite3, sys\n"
-         f"c = sqlite3.connect({str(path)!r}, isolation_level=None)\n"
-         "c.execute('BEGIN EXCLUSIVE')\n"
-         "print('locked', flush=True)\n"
-         "sys.stdin.read()\n"],
-        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-    )
+    holder = _hold_write_lock(path)
     try:
-        assert holder.stdout is not None and holder.stdout.readline().strip() == "locked"
         with pytest.raises(DatabaseLockedError, match="locked by another process") as info:
             Store(path, busy_timeout=BUSY)
         assert "\n" not in str(info.value)
