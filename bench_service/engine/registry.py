@@ -242,9 +242,20 @@ class Registry(Generic[E]):
                 return
             self._loaded = True  # before loading: a module may look names up while importing
             if self._discover is not None:
-                for module in self._discover():
+                modules = list(self._discover())
+                for module in modules:
                     importlib.import_module(module)
+                self._order_by_module(modules)
             self._load_plugins()
+
+    def _order_by_module(self, modules: list[str]) -> None:
+        """Built-in entries in discovery order (then registration order within a module),
+        whichever module a process happened to import first: ``names()`` is the same in
+        every process (``bench list``, the generated example, colours)."""
+        rank = {m: i for i, m in enumerate(modules)}
+        order = sorted(enumerate(self._entries.items()), key=lambda item: (
+            rank.get(getattr(item[1][1], "__module__", ""), len(rank)), item[0]))
+        self._entries = {key: entry for _, (key, entry) in order}
 
     def _load_plugins(self) -> None:
         try:

@@ -46,7 +46,7 @@ def closest_pair(colors: dict[str, str]) -> tuple[float, str, str]:
                for a, b in itertools.combinations(colors, 2))
 
 
-def test_mirror_lists_built_in_names_in_registry_order() -> None:
+def test_mirror_lists_only_built_in_names() -> None:
     """The dashboard mirrors the registry order (to avoid importing torch) only to keep each
     existing algorithm's colour stable; a new built-in entry need not be added to it (it takes
     a free slot, checked below), so adding one stays a single entry in a single file."""
@@ -55,9 +55,7 @@ def test_mirror_lists_built_in_names_in_registry_order() -> None:
     registries = {"optimizer": OPTIMIZERS, "scheduler": SCHEDULERS,
                   "regularizer": REGULARIZERS, "workload": WORKLOADS}
     for axis, registry in registries.items():
-        builtin = list(registry.builtin_names())
-        mirrored = [n for n in REGISTRY_ORDER[axis] if n in builtin]
-        assert mirrored == [n for n in builtin if n in REGISTRY_ORDER[axis]], axis
+        assert set(REGISTRY_ORDER[axis]) <= set(registry.builtin_names()), axis
 
 
 @pytest.mark.parametrize("axis", ["optimizer", "scheduler", "regularizer", "workload"])
