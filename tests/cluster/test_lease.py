@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 from _helpers import bench_cmd, cli_env
-from test_sweep_e2e import GRID, SLOW, _counts, _kill_session, _wait_for, write_spec
+from test_sweep_e2e import GRID, SLOW, SLOW_TRIALS, _counts, _kill_session, _wait_for, write_spec
 
 from bench_service.cluster.lease import TTL_ENV, LeaseKeeper, sweep_lease
 from bench_service.store import Store
@@ -23,6 +23,8 @@ from bench_service.store.lease import (
     release_lease,
     renew_lease,
 )
+
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -148,7 +150,7 @@ def test_a_driver_killed_on_this_machine_is_taken_over_at_once(tmp_path: Path) -
     dead = f"{socket.gethostname()}:{first.pid}"
     assert f"took sweep 'slow' over from {dead}, whose process is gone" in out, out
     trials = Store(str(db)).trials_frame("slow")
-    assert len(trials) == 32 and set(trials["status"]) == {"completed"}
+    assert len(trials) == SLOW_TRIALS and set(trials["status"]) == {"completed"}
 
 
 def test_a_hung_drivers_lease_expires_and_the_next_driver_takes_over(tmp_path: Path) -> None:
@@ -189,5 +191,5 @@ def test_a_hung_drivers_lease_expires_and_the_next_driver_takes_over(tmp_path: P
     finally:
         _kill_session(first)
     trials = Store(str(db)).trials_frame("slow")
-    assert len(trials) == 32 and set(trials["status"]) == {"completed"}
+    assert len(trials) == SLOW_TRIALS and set(trials["status"]) == {"completed"}
     assert lease_holder(Store(str(db)), "slow") is None

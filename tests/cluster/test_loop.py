@@ -25,6 +25,8 @@ from bench_service.sweep import parse_spec, plan_sweep
 from bench_service.sweep import tuning as T
 from bench_service.sweep.spec import TuningSpec
 
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:

@@ -14,6 +14,7 @@ import sys
 import threading
 from pathlib import Path
 
+import pytest
 from _helpers import bench_cmd, cli_env
 from test_sweep_e2e import _kill_session, _wait_for, write_spec
 
@@ -22,6 +23,8 @@ from bench_service.cluster.signals import EXIT_TERMINATED
 from bench_service.cluster.tasks import WRITE_RETRY_ENV
 from bench_service.store import Store, TrialInfo
 from bench_service.store.db import BUSY_TIMEOUT_ENV_VAR as BUSY_TIMEOUT_ENV
+
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
 
 #: A trial far longer than the test (it is cancelled at the end).
 ENDLESS = {"name": "locked", "workloads": ["mlp_digits"], "optimizers": ["adam"],

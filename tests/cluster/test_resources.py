@@ -18,6 +18,8 @@ from bench_service.cluster.session import (
 from bench_service.engine.errors import ConfigError
 from bench_service.store import Store
 
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def session() -> Iterator[RaySession]:

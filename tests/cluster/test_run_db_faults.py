@@ -18,6 +18,8 @@ from test_sweep_e2e import write_spec
 from bench_service.store import Store
 from bench_service.store.db import BUSY_TIMEOUT_ENV_VAR as BUSY_TIMEOUT_ENV
 
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
+
 TINY = {"name": "tiny", "workloads": ["linreg"], "optimizers": ["sgd"], "budget": {"epochs": 1}}
 
 

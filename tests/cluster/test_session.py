@@ -16,6 +16,8 @@ from bench_service.cluster import session as session_mod
 from bench_service.cluster.session import ray_session, start_local_ray_early, stop_early_ray
 from bench_service.store import Store
 
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
+
 #: Environment variable marking the Ray processes this test started: other processes on
 #: the machine (other test runs, other users) start and stop raylets of their own meanwhile.
 MARK = "BENCH_TEST_RAY_MARK"
@@ -103,7 +105,7 @@ def test_an_address_nobody_listens_on_exits_2_before_writing(tmp_path: Path) -> 
     db = tmp_path / "bench.db"
 
     proc = run_bench("run", str(spec), "--db", str(db), "--address", f"127.0.0.1:{port}",
-                     cwd=tmp_path, timeout=60)
+                     cwd=tmp_path, timeout=300)
 
     assert proc.returncode == 2, proc.stderr
     assert f"--address: nothing accepts connections at 127.0.0.1:{port}" in proc.stderr

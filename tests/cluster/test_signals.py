@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 from _helpers import run_bench
-from test_sweep_e2e import SLOW, _counts, _kill_session, _start, _wait_for, write_spec
+from test_sweep_e2e import SLOW, SLOW_TRIALS, _counts, _kill_session, _start, _wait_for, write_spec
 
 from bench_service.cluster import signals
 from bench_service.store import Store
+
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
 
 TUNED = {
     "name": "tuned-term", "workloads": ["mlp_digits"], "optimizers": ["adam"],
@@ -56,7 +58,7 @@ def test_sigterm_cancels_cleanly_exits_143_and_the_sweep_resumes(kind: str, tmp_
     assert sweep is not None and sweep.status == "completed"
     trials = store.trials_frame(spec_dict["name"])
     if kind == "grid":
-        assert len(trials) == 32 and set(trials["status"]) == {"completed"}
+        assert len(trials) == SLOW_TRIALS and set(trials["status"]) == {"completed"}
     else:  # every cell's budget spent exactly, its finals run
         tuning = trials[(trials["role"] == "tuning") & (trials["status"] != "cancelled")]
         assert (tuning.groupby("cell_key").size() == 4).all()

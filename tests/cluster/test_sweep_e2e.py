@@ -19,6 +19,8 @@ from _helpers import bench_cmd, cli_env, run_bench
 from bench_service.cli import main as bench_main
 from bench_service.store import Store
 
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
+
 GRID = {
     "name": "e2e",
     "workloads": ["linreg", "quadratic"],
@@ -187,10 +189,14 @@ def test_results_exports_and_filters(tmp_path: Path, capsys: pytest.CaptureFixtu
     assert set(load_curves("e2e", db=url, names=["lr"])["name"]) == {"lr"}
 
 
+#: A sweep the tests interrupt (kill, Ctrl-C, SIGTERM, a hung driver) after its first few
+#: trials and then resume. 16 trials: the interrupt comes after 2-3 finished (a condition),
+#: leaving 13+ unfinished even where they train fast; every trial more is only more to resume.
 SLOW = {
     "name": "slow", "workloads": ["mlp_digits"], "optimizers": ["sgd", "adam"],
-    "schedulers": ["constant", "cosine"], "seeds": list(range(8)), "budget": {"epochs": 6},
+    "schedulers": ["constant", "cosine"], "seeds": list(range(4)), "budget": {"epochs": 6},
 }
+SLOW_TRIALS = 2 * 2 * 4
 
 
 def _counts(db: Path) -> dict[str, int]:
@@ -235,7 +241,7 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
     finally:
         _kill_session(proc)
     before = _counts(db)
-    assert 3 <= before.get("completed", 0) < 32
+    assert 3 <= before.get("completed", 0) < SLOW_TRIALS
     done_before = set(Store(str(db)).trials_frame("slow", status="completed")["trial_id"])
     again = run_bench("run", str(spec), "--db", str(db), "--num-cpus", "2", "--no-progress",
                       timeout=1800)
@@ -243,7 +249,7 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
     assert "resuming" in again.stdout
     store = Store(str(db))
     trials = store.trials_frame("slow")
-    assert len(trials) == 32 and set(trials["status"]) == {"completed"}
+    assert len(trials) == SLOW_TRIALS and set(trials["status"]) == {"completed"}
     assert trials["trial_hash"].is_unique
     # finished work was kept, not re-run
     kept = trials[trials["trial_id"].isin(done_before)]

@@ -16,6 +16,8 @@ from bench_service.cluster.tasks import TrialOutcome, writer_handle
 from bench_service.engine.records import MetricPoint
 from bench_service.store import NewTrial, Store
 
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
+
 
 @pytest.fixture(scope="module")
 def local_ray() -> Iterator[None]:

@@ -19,6 +19,8 @@ from bench_service.engine import run_trial
 from bench_service.store import Store
 from bench_service.sweep import tuning as T
 
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
+
 BUDGET, FINAL_SEEDS = 3, [0, 1]
 TUNED = {
     "name": "tuned",
@@ -134,7 +136,7 @@ def test_ctrl_c_mid_tuning_cancels_and_resumes_within_every_budget(tmp_path: Pat
     try:
         _wait_for(lambda: _settled(db) >= 2)
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=60)
+        out, err = proc.communicate(timeout=300)
     finally:
         _kill_session(proc)
     assert proc.returncode == 130, err

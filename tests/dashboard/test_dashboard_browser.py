@@ -23,6 +23,8 @@ from bench_service.dashboard.screenshots import (
     free_port,
 )
 
+pytestmark = pytest.mark.slow  # real dashboard servers: handed out first (tests/conftest.py)
+
 EXPECTED = {
     "sweeps": "Sweeps", "convergence": "Convergence", "leaderboard": "Ranking per workload",
     "tuning": "Optimisation history", "trial": "Curves",

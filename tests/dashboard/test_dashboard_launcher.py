@@ -10,6 +10,8 @@ import pytest
 from bench_service import dashboard_launcher as launcher
 from bench_service.cli import main as bench
 
+pytestmark = pytest.mark.slow  # real dashboard servers: handed out first (tests/conftest.py)
+
 APP = Path(__file__).resolve().parents[2] / "bench_service" / "dashboard" / "app.py"
 
 

@@ -18,6 +18,8 @@ import pytest
 
 from bench_service.dashboard.screenshots import Chromium, dashboard_server
 
+pytestmark = pytest.mark.slow  # real dashboard servers: handed out first (tests/conftest.py)
+
 ROOT = Path(__file__).resolve().parents[2]
 
 

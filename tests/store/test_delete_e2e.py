@@ -11,6 +11,8 @@ from _helpers import run_bench
 
 from bench_service.store import Store
 
+pytestmark = pytest.mark.slow  # real Ray, `bench run` processes: handed out first (conftest.py)
+
 optuna = pytest.importorskip("optuna")
 
 BUDGET = 2

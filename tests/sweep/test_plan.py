@@ -64,7 +64,7 @@ def test_tuned_example_has_twelve_cells_with_search_spaces() -> None:
     p = plan_sweep(load_spec(EXAMPLES / "tuned.yaml"))
     assert p.tuned and p.trials == []
     assert len(p.cells) == 2 * 3 * 2
-    assert p.expected_trials == 12 * (8 + 3)
+    assert p.expected_trials == 12 * (4 + 3)
     adam = next(c for c in p.cells if c.optimizer == "adam")
     assert adam.search_space["optimizer.lr"] == {
         "kind": "float", "low": 1e-4, "high": 1e-1, "log": True,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -12,6 +13,7 @@ import pytest
 
 from bench_service.engine.errors import ConfigError
 from bench_service.sweep import SpecError, SweepSpec, TuningSpec, load_spec, parse_spec
+from bench_service.sweep.errors import SHOWN_CHARS
 
 BASE: dict[str, Any] = {
     "name": "t",
@@ -243,8 +245,15 @@ def test_duplicate_yaml_key_is_an_error() -> None:
         load_spec("name: t\nworkloads: [linreg]\noptimizers: [sgd]\noptimizers: [adam]\n")
 
 
-def test_missing_file_names_the_path(tmp_path: Path) -> None:
-    missing = tmp_path / "nope.yaml"
+def test_missing_file_names_the_path() -> None:
+    # A short path (messages echo at most SHOWN_CHARS of it; an xdist worker's tmp_path is
+    # longer than that), so the whole path must be in the message.
+    with tempfile.TemporaryDirectory(prefix="spec", dir="/tmp") as short:
+        _check_missing_file_is_named(Path(short) / "nope.yaml")
+
+
+def _check_missing_file_is_named(missing: Path) -> None:
+    assert len(str(missing)) < SHOWN_CHARS
     for arg in (missing, str(missing)):
         with pytest.raises(SpecError) as info:
             load_spec(arg)
