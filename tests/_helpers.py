@@ -24,12 +24,25 @@ def cli_env() -> dict[str, str]:
     return env
 
 
-def bench_cmd(*args: str) -> list[str]:
-    return [sys.executable, "-m", "bench_service.cli", *args]
+def bench_cmd(*args: str, shared_ray: bool = False) -> list[str]:
+    """``bench ARGS`` as a command line; with ``shared_ray``, a ``bench run`` joins this test
+    process's Ray head (tests/_ray_head.py) instead of starting an embedded Ray of its own."""
+    cmd = [sys.executable, "-m", "bench_service.cli", *args]
+    return with_shared_ray(cmd) if shared_ray else cmd
 
 
-def run_bench(*args: str, cwd: Path | str | None = None, timeout: float = 300
-              ) -> subprocess.CompletedProcess[str]:
+def with_shared_ray(cmd: list[str]) -> list[str]:
+    """``cmd`` (a ``bench run``) on the shared Ray head: for tests whose subject is not the
+    embedded start, and whose trials need nothing from the driver's environment (a started
+    head's workers have the head's). Unchanged when ``BENCH_TEST_SHARED_RAY=0``."""
+    import _ray_head
+
+    address = _ray_head.address() if _ray_head.enabled() else None
+    return cmd if address is None else [*cmd, "--address", address]
+
+
+def run_bench(*args: str, cwd: Path | str | None = None, timeout: float = 300,
+              shared_ray: bool = False) -> subprocess.CompletedProcess[str]:
     """Run the ``bench`` command as a user would (a real process), capturing its output."""
-    return subprocess.run(bench_cmd(*args), cwd=cwd, env=cli_env(), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+    return subprocess.run(bench_cmd(*args, shared_ray=shared_ray), cwd=cwd, env=cli_env(),
+                          capture_output=True, text=True, timeout=timeout, check=False)

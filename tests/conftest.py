@@ -122,6 +122,9 @@ _session: pytest.Session | None = None
 def pytest_sessionfinish(session: pytest.Session) -> None:
     global _session
     _session = session
+    import _ray_head  # the shared Ray head of this process's drivers, if one was started
+
+    _ray_head.stop()
 
 
 @pytest.hookimpl(trylast=True)

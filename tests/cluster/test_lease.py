@@ -85,13 +85,14 @@ def test_a_keeper_whose_lease_was_taken_over_says_so(store: Store) -> None:
     assert lost == ["b:2:y"]
 
 
-def _driver(spec: Path, db: Path, cwd: Path, *extra: str, ttl: float | None = None
-            ) -> subprocess.Popen[str]:
+def _driver(spec: Path, db: Path, cwd: Path, *extra: str, ttl: float | None = None,
+            shared_ray: bool = True) -> subprocess.Popen[str]:
     env = cli_env()
     if ttl is not None:
         env[TTL_ENV] = str(ttl)
     return subprocess.Popen(
-        bench_cmd("run", str(spec), "--db", str(db), "--num-cpus", "2", "--no-progress", *extra),
+        bench_cmd("run", str(spec), "--db", str(db), "--num-cpus", "2", "--no-progress", *extra,
+                  shared_ray=shared_ray),
         cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
@@ -156,7 +157,7 @@ def test_a_driver_killed_on_this_machine_is_taken_over_at_once(tmp_path: Path) -
 def test_a_hung_drivers_lease_expires_and_the_next_driver_takes_over(tmp_path: Path) -> None:
     ttl = 20.0
     db, spec = tmp_path / "bench.db", write_spec(tmp_path / "slow.yaml", SLOW)
-    first = _driver(spec, db, tmp_path, ttl=ttl)
+    first = _driver(spec, db, tmp_path, ttl=ttl, shared_ray=False)  # its Ray dies with it
     try:
         _wait_for(lambda: _counts(db).get("completed", 0) >= 2, timeout=600)
         # Hung, not dead (a partitioned machine, a stuck process): the process is still

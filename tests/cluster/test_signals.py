@@ -51,7 +51,7 @@ def test_sigterm_cancels_cleanly_exits_143_and_the_sweep_resumes(kind: str, tmp_
     assert sweep is not None and sweep.status == "cancelled"
 
     again = run_bench("run", str(spec), "--db", str(db), "--num-cpus", "2", "--no-progress",
-                      cwd=tmp_path, timeout=600)
+                      cwd=tmp_path, timeout=600, shared_ray=True)
     assert again.returncode == 0, again.stderr
     store = Store(str(db))
     sweep = store.get_sweep(spec_dict["name"])

@@ -65,7 +65,8 @@ def test_grid_sweep_end_to_end(backend: str, tmp_path: Path, request: pytest.Fix
     url = f"sqlite:///{tmp_path / 'bench.db'}" if backend == "sqlite" else \
         request.getfixturevalue("pg_url")
     spec = write_spec(tmp_path / "grid.yaml", GRID)
-    proc = run_bench("run", str(spec), "--db", url, "--num-cpus", "2", cwd=tmp_path)
+    proc = run_bench("run", str(spec), "--db", url, "--num-cpus", "2", cwd=tmp_path,
+                     shared_ray=True)
     assert proc.returncode == 0, proc.stderr
     assert "24 trials" in proc.stdout and "finished" in proc.stdout
     assert "trial" in proc.stderr  # the tqdm progress bar
@@ -79,7 +80,7 @@ def test_grid_sweep_end_to_end(backend: str, tmp_path: Path, request: pytest.Fix
     store.close()
     assert 1 <= len(pids) <= 2, pids
     # run again: the sweep resumes, nothing left to do, nothing stored twice
-    again = run_bench("run", str(spec), "--db", url, cwd=tmp_path)
+    again = run_bench("run", str(spec), "--db", url, cwd=tmp_path, shared_ray=True)
     assert again.returncode == 0, again.stderr
     assert "nothing to run" in again.stdout
     check_grid_results(url)
@@ -89,7 +90,7 @@ def test_default_database_is_bench_db_in_the_working_directory(tmp_path: Path) -
     spec = write_spec(tmp_path / "tiny.yaml", {
         "name": "tiny", "workloads": ["linreg"], "optimizers": ["sgd"], "budget": {"epochs": 1},
     })
-    proc = run_bench("run", str(spec), "--no-progress", cwd=tmp_path)
+    proc = run_bench("run", str(spec), "--no-progress", cwd=tmp_path, shared_ray=True)
     assert proc.returncode == 0, proc.stderr
     assert (tmp_path / "bench.db").exists()
     out = run_bench("results", "--sweep", "tiny", "--format", "json", cwd=tmp_path)
@@ -136,14 +137,15 @@ def test_changed_spec_is_refused_with_a_diff_unless_renamed(tmp_path: Path) -> N
     small = {"name": "grow", "workloads": ["linreg"], "optimizers": ["sgd"],
              "budget": {"epochs": 1}}
     assert run_bench("run", str(write_spec(tmp_path / "a.yaml", small)), "--db", url,
-                     "--no-progress").returncode == 0
+                     "--no-progress", shared_ray=True).returncode == 0
     changed = write_spec(tmp_path / "b.yaml", {**small, "optimizers": ["sgd", "adam"],
                                                "budget": {"epochs": 2}})
-    proc = run_bench("run", str(changed), "--db", url, "--no-progress")
+    proc = run_bench("run", str(changed), "--db", url, "--no-progress", shared_ray=True)
     assert proc.returncode == 2
     assert "adam" in proc.stderr and "budget.epochs" in proc.stderr and "--name" in proc.stderr
     assert len(Store(url).trials_frame("grow")) == 1  # untouched
-    proc = run_bench("run", str(changed), "--db", url, "--name", "grow-2", "--no-progress")
+    proc = run_bench("run", str(changed), "--db", url, "--name", "grow-2", "--no-progress",
+                     shared_ray=True)
     assert proc.returncode == 0, proc.stderr
     assert len(Store(url).trials_frame("grow-2")) == 2
 
@@ -151,7 +153,8 @@ def test_changed_spec_is_refused_with_a_diff_unless_renamed(tmp_path: Path) -> N
 def test_results_exports_and_filters(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     url = f"sqlite:///{tmp_path / 'bench.db'}"
     spec = write_spec(tmp_path / "grid.yaml", {**GRID, "seeds": [0]})
-    assert run_bench("run", str(spec), "--db", url, "--no-progress").returncode == 0
+    assert run_bench("run", str(spec), "--db", url, "--no-progress",
+                     shared_ray=True).returncode == 0
     assert bench_main(["results", "--sweep", "e2e", "--db", url, "--optimizer", "adam",
                        "--format", "csv"]) == 0
     from io import StringIO
@@ -207,9 +210,11 @@ def _counts(db: Path) -> dict[str, int]:
         return {}
 
 
-def _start(spec: Path, db: Path, cwd: Path) -> subprocess.Popen[str]:
+def _start(spec: Path, db: Path, cwd: Path, shared_ray: bool = True) -> subprocess.Popen[str]:
+    """``bench run`` as a real process (its own session), on the shared Ray head by default."""
     return subprocess.Popen(
-        bench_cmd("run", str(spec), "--db", str(db), "--num-cpus", "2", "--no-progress"),
+        bench_cmd("run", str(spec), "--db", str(db), "--num-cpus", "2", "--no-progress",
+                  shared_ray=shared_ray),
         cwd=cwd, env=cli_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
         start_new_session=True,
     )
@@ -244,7 +249,7 @@ def test_resume_after_the_driver_is_killed(tmp_path: Path) -> None:
     assert 3 <= before.get("completed", 0) < SLOW_TRIALS
     done_before = set(Store(str(db)).trials_frame("slow", status="completed")["trial_id"])
     again = run_bench("run", str(spec), "--db", str(db), "--num-cpus", "2", "--no-progress",
-                      timeout=1800)
+                      timeout=1800, shared_ray=True)
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stdout
     store = Store(str(db))

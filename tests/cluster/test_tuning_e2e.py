@@ -68,7 +68,8 @@ def test_tuned_sweep_gives_every_cell_the_same_budget(
     url = f"sqlite:///{tmp_path / 'bench.db'}" if backend == "sqlite" else \
         request.getfixturevalue("pg_url")
     spec = write_spec(tmp_path / "tuned.yaml", TUNED)
-    proc = run_bench("run", str(spec), "--db", url, "--num-cpus", "2", "--no-progress")
+    proc = run_bench("run", str(spec), "--db", url, "--num-cpus", "2", "--no-progress",
+                     shared_ray=True)
     assert proc.returncode == 0, proc.stderr
     check_equal_budgets(url, "tuned", BUDGET, n_cells=12)
     store = Store(url)
@@ -125,7 +126,8 @@ def test_killed_driver_mid_tuning_resumes_without_exceeding_any_budget(tmp_path:
         proc.wait(timeout=30)
     finally:
         _kill_session(proc)
-    again = run_bench("run", str(path), "--db", str(db), "--num-cpus", "2", "--no-progress")
+    again = run_bench("run", str(path), "--db", str(db), "--num-cpus", "2", "--no-progress",
+                      shared_ray=True)
     assert again.returncode == 0, again.stderr
     assert "resuming" in again.stdout
     check_equal_budgets(f"sqlite:///{db}", "tuned", 5, n_cells=4)
@@ -143,6 +145,7 @@ def test_ctrl_c_mid_tuning_cancels_and_resumes_within_every_budget(tmp_path: Pat
     assert "cancelled" in out and "Traceback" not in err
     counts = _counts(db)
     assert counts.get("running", 0) == 0 and counts.get("pending", 0) == 0
-    again = run_bench("run", str(path), "--db", str(db), "--num-cpus", "2", "--no-progress")
+    again = run_bench("run", str(path), "--db", str(db), "--num-cpus", "2", "--no-progress",
+                      shared_ray=True)
     assert again.returncode == 0, again.stderr
     check_equal_budgets(f"sqlite:///{db}", "tuned", 4, n_cells=2)

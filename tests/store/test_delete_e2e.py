@@ -26,7 +26,7 @@ SPEC = {
 
 def _run(spec: Path, url: str) -> None:
     proc = run_bench("run", str(spec), "--db", url, "--num-cpus", "1", "--no-progress",
-                     timeout=600)
+                     timeout=600, shared_ray=True)
     assert proc.returncode == 0, proc.stderr[-2000:]
 
 
