@@ -116,7 +116,8 @@ def test_an_outcome_waits_out_a_lock_longer_than_the_busy_timeout(tmp_path: Path
         while _completed(db) < 1 and driver.proc.poll() is None:
             assert time.monotonic() < deadline
             time.sleep(0.2)
-        assert driver.proc.poll() is None, "the sweep ended before the lock: make it longer"
+        assert driver.proc.poll() is None, (
+            "the sweep ended before the lock: make it longer\n" + "".join(driver.lines[-20:]))
         lock = Lock(db)
         try:  # hold it until the driver has met it (and retried) at least once
             while not driver.said("bench: driver:") and driver.proc.poll() is None:
