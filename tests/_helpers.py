@@ -34,7 +34,7 @@ def bench_cmd(*args: str, shared_ray: bool = False) -> list[str]:
 def with_shared_ray(cmd: list[str]) -> list[str]:
     """``cmd`` (a ``bench run``) on the shared Ray head: for tests whose subject is not the
     embedded start, and whose trials need nothing from the driver's environment (a started
-    head's workers have the head's). Unchanged when ``BENCH_TEST_SHARED_RAY=0``."""
+    head's workers have the head's). Unchanged unless ``BENCH_TEST_SHARED_RAY=1``."""
     import _ray_head
 
     address = _ray_head.address() if _ray_head.enabled() else None

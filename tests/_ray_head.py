@@ -33,7 +33,10 @@ from _helpers import cli_env, free_port
 
 #: 2 CPUs, as the tests' ``--num-cpus 2`` embedded runs have.
 NUM_CPUS = 2
-#: ``BENCH_TEST_SHARED_RAY=0`` runs every driver on its own embedded Ray instead.
+#: ``BENCH_TEST_SHARED_RAY=1`` turns the shared head on. Off by default: in a run on a
+#: machine at load ~25-35 some drivers on it failed at their MetricWriter's start ("The actor
+#: never ran - it was cancelled before it started running"), not yet understood; the
+#: ``shared_ray=True`` call sites then start their embedded Ray as before.
 ENABLE_ENV = "BENCH_TEST_SHARED_RAY"
 
 _PORT_FLAGS = {
@@ -49,9 +52,9 @@ _failed = False
 
 
 def enabled() -> bool:
-    """On unless ``BENCH_TEST_SHARED_RAY=0``, or the head could not be started this session
+    """On with ``BENCH_TEST_SHARED_RAY=1``, unless the head could not be started this session
     (the drivers then start their embedded Ray, as ``bench run`` does by default)."""
-    return os.environ.get(ENABLE_ENV, "1").strip() != "0" and not _failed
+    return os.environ.get(ENABLE_ENV, "0").strip() == "1" and not _failed
 
 
 def _start_failed(why: str) -> None:
