@@ -96,7 +96,8 @@ def serve(*, db: str | None, ray_address: str | None, host: str, port: int,
             max_trials=limit, embedded=head is not None, stop_wait=STOP_WAIT_S + 10))
         runner.start_polling(store)
         print(f"bench serve: http://{host}:{port} (docs at /docs), database "
-              f"{mask_url(store.url)}, Ray {'embedded ' if head else ''}{runner.address}, "
+              f"{mask_url(store.url)}, Ray {runner.address}"
+              f"{f' (embedded head, logs in {head.temp_dir})' if head else ''}, "
               f"{'tokens required for writes' if tokens.configured else 'no tokens: local use'}"
               f"{', public reads' if public_read else ''}", file=out, flush=True)
         # uvicorn shuts down gracefully on SIGINT/SIGTERM, then re-raises the signal into the
