@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TOKENS, Server, auth, tiny_spec
+from _service import TOKENS, Server, auth, tiny_spec
 
 from bench_service.engine.records import MetricPoint
 from bench_service.store import NewTrial, Store
@@ -130,11 +130,9 @@ def test_an_unreachable_ray_address_is_one_line_and_creates_nothing(tmp_path: An
 
 def test_ray_token_auth_stays_on(ray_head: Any) -> None:
     """The job server refuses a request without Ray's token; the service sends it."""
-    import os
-
     jobs = f"{ray_head.dashboard_url}/api/jobs/"
     assert httpx.get(jobs, timeout=30).status_code in (401, 403)
-    token = os.environ["RAY_AUTH_TOKEN"]
+    token = ray_head.env["RAY_AUTH_TOKEN"]
     ok = httpx.get(jobs, headers={"Authorization": f"Bearer {token}"}, timeout=30)
     assert ok.status_code == 200, ok.text
 
