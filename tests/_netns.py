@@ -99,10 +99,12 @@ class Host:
     init_pid: int = 0  # the PID namespace's init, as the root namespace sees it
 
     def boot(self) -> None:
-        """Start the host's PID namespace (its init is a ``sleep``): what ``kill`` ends."""
+        """Start the host's PID namespace (its init is a ``sleep``; its hostname its name):
+        what ``kill`` ends."""
         self.init = subprocess.Popen(
-            ["ip", "netns", "exec", self.netns, "unshare", "--pid", "--fork",
-             "--mount-proc", "--kill-child", "--", "sleep", "infinity"],
+            ["ip", "netns", "exec", self.netns, "unshare", "--pid", "--fork", "--uts",
+             "--mount-proc", "--kill-child", "--", "sh", "-c",
+             f"hostname {self.name} && exec sleep infinity"],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )
@@ -113,7 +115,7 @@ class Host:
 
     def _enter(self, argv: Sequence[str]) -> list[str]:
         assert self.init_pid, f"host {self.name} is not booted"
-        return ["nsenter", "-t", str(self.init_pid), "--pid", "--mount", "--net", "--",
+        return ["nsenter", "-t", str(self.init_pid), "--pid", "--mount", "--net", "--uts", "--",
                 *argv]
 
     def start(self, name: str, argv: Sequence[str], env: dict[str, str],
@@ -193,6 +195,14 @@ class Network:
         host = Host(name, netns, f"{self.prefix}.{index}", link, self.root / name)
         host.home.mkdir(parents=True, exist_ok=True)
         self.hosts[name] = host  # registered first: close() removes whatever was made
+        # Its /etc/hosts names every host (`ip netns exec` bind-mounts /etc/netns/NS/*), and
+        # no DNS server is configured: a lookup of a host name never waits on a resolver
+        # this namespace cannot reach.
+        etc = Path("/etc/netns") / netns
+        etc.mkdir(parents=True, exist_ok=True)
+        (etc / "resolv.conf").write_text("# no DNS on this test network\n")
+        (etc / "hosts").write_text("")
+        self._write_hosts()
         _ip("netns", "add", netns)
         _ip("link", "add", link, "type", "veth", "peer", "name", "eth0", "netns", netns)
         _ip("link", "set", link, "master", self.bridge, "up")
@@ -205,6 +215,15 @@ class Network:
         host.boot()
         return host
 
+    def _write_hosts(self) -> None:
+        """Every host's /etc/hosts, rewritten in place (the bind mounts keep the inode)."""
+        lines = ["127.0.0.1 localhost", f"{self.client_ip} client"]
+        lines += [f"{h.ip} {h.name}" for h in self.hosts.values()]
+        for h in self.hosts.values():
+            with (Path("/etc/netns") / h.netns / "hosts").open("r+") as fh:
+                fh.truncate(0)
+                fh.write("\n".join(lines) + "\n")
+
     def close(self) -> None:
         """Kill every host's processes, delete the namespaces, the links and the bridge."""
         for host in self.hosts.values():
@@ -212,6 +231,7 @@ class Network:
         for host in self.hosts.values():
             _ip("link", "del", host.link, check=False)
             _ip("netns", "del", host.netns, check=False)
+            shutil.rmtree(Path("/etc/netns") / host.netns, ignore_errors=True)
         _ip("link", "del", self.bridge, check=False)
 
 

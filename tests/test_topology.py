@@ -26,11 +26,13 @@ import os
 import pwd
 import secrets
 import shutil
+import signal
 import socket
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -47,9 +49,9 @@ RAY_PORT = 6380
 DASHBOARD_PORT = 8265
 API_PORT = 8000
 PG_PORT = 5432
-#: mlp_digits trials of ~2-6 s: longer than the metric streamer's first flush (1 s), so
+#: mlp_digits trials of ~1-3 s: longer than the metric streamer's first flush (1 s), so
 #: their points travel to the writer while they run and a fault finds trials running.
-EPOCHS = 120
+EPOCHS = 60
 
 
 def _pg_bin(tool: str) -> str | None:
@@ -97,13 +99,42 @@ class Topology:
         wait_for(lambda: _accepts(self.db.ip, PG_PORT) and _pg_ready(self), "PostgreSQL up",
                  timeout=60)
 
-    def start_head(self) -> None:
+    def start_head(self) -> Proc:
         env = self.role_env(BENCH_NODE_IP=self.head.ip, RAY_NUM_CPUS="0",
                             BENCH_RAY_TEMP_DIR=str(self.head.home / "ray"))
-        self.procs["head"] = self.head.start("head", [ENTRYPOINT, "head"], env)
-        wait_for(lambda: _accepts(self.head.ip, RAY_PORT)
-                 and _accepts(self.head.ip, DASHBOARD_PORT), "Ray head listening",
-                 timeout=120)
+        proc = self.head.start("head", [ENTRYPOINT, "head"], env)
+        self.procs["head"] = proc
+        return proc
+
+    def boot_ray(self, tries: int = 3) -> None:
+        """The head role, then the two workers' roles, until all three nodes are alive;
+        started again (as a restart policy would) when the head exits on the way: on a
+        loaded machine one of Ray's own processes may time out waiting for the raylet
+        (``ray start --block`` then stops the node)."""
+        for attempt in range(tries):
+            head = self.start_head()
+            wait_for(lambda: not head.alive() or (self.healthy(self.head, "head")
+                                                  and len(self.alive_nodes()) >= 1),
+                     "Ray head healthy (entrypoint.sh health head)", timeout=180, every=1.0)
+            if head.alive():
+                for w in self.workers:
+                    self.start_worker(w)
+                wait_for(lambda: not head.alive() or self.worker_nodes() == 2,
+                         "2 worker nodes alive", timeout=180, every=1.0)
+                if head.alive():
+                    return
+            self.events.append(f"Ray head exited during start-up (try {attempt + 1}):\n"
+                               + head.tail(8))
+            for host in (self.head, *self.workers):
+                host.kill()
+                host.boot()
+        raise AssertionError(f"the Ray cluster never came up:\n{self.logs()}")
+
+    def worker_nodes(self) -> int:
+        return sum(1 for node in self.alive_nodes() if node["cpu"] > 0)
+
+    def healthy(self, host: Host, role: str) -> bool:
+        return host.run([ENTRYPOINT, "health", role], self.env, timeout=60).returncode == 0
 
     def start_worker(self, host: Host) -> None:
         env = self.role_env(BENCH_NODE_IP=host.ip, RAY_NUM_CPUS="1",
@@ -112,19 +143,21 @@ class Topology:
         self.procs[host.name] = host.start("worker", [ENTRYPOINT, "worker"], env)
 
     def alive_nodes(self) -> list[dict[str, Any]]:
-        """The cluster's alive nodes, as a driver on the head host sees them."""
-        code = ("import json, logging, sys, ray\n"
-                "ray.init(address=sys.argv[1], logging_level=logging.ERROR, "
-                "log_to_driver=False)\n"
-                "print('NODES=' + json.dumps([{'ip': n['NodeManagerAddress'], "
-                "'cpu': n['Resources'].get('CPU', 0)} for n in ray.nodes() if n['Alive']]))\n")
-        done = self.head.run([sys.executable, "-c", code, self.ray_address], self.env)
-        line = next((ln for ln in done.stdout.splitlines() if ln.startswith("NODES=")), None)
-        assert line is not None, done.stdout + done.stderr
-        return list(json.loads(line.removeprefix("NODES=")))
+        """The cluster's alive nodes, from the head's state API (over HTTP, with the token)."""
+        url = f"http://{self.head.ip}:{DASHBOARD_PORT}/api/v0/nodes?limit=100"
+        req = urllib.request.Request(url, headers={
+            "Authorization": f"Bearer {self.env['RAY_AUTH_TOKEN']}"})
+        try:
+            with urllib.request.urlopen(req, timeout=30) as resp:
+                body = json.load(resp)
+        except (OSError, ValueError):
+            return []
+        nodes = body["data"]["result"]["result"]
+        return [{"ip": n["node_ip"], "cpu": n.get("resources_total", {}).get("CPU", 0)}
+                for n in nodes if n["state"] == "ALIVE"]
 
     def wait_workers(self, n: int, timeout: float = 120) -> None:
-        wait_for(lambda: sum(1 for node in self.alive_nodes() if node["cpu"] > 0) == n,
+        wait_for(lambda: self.worker_nodes() == n,
                  f"{n} worker nodes alive", timeout=timeout, every=1.0)
 
     def logs(self) -> str:
@@ -173,6 +206,9 @@ def topo() -> Iterator[Topology]:
         pytest.skip("no `postgres` user to run the PostgreSQL server as")
     if shutil.which("setpriv") is None:
         pytest.skip("the `setpriv` command is missing")
+    # pytest runs finalizers on KeyboardInterrupt, not on SIGTERM: make them the same here,
+    # so a killed test run still tears the hosts down.
+    previous = signal.signal(signal.SIGTERM, _interrupt)
     root = Path(tempfile.mkdtemp(prefix="bn", dir="/tmp"))  # unix sockets need short paths
     root.chmod(0o755)
     net = Network(root)
@@ -211,15 +247,17 @@ def topo() -> Iterator[Topology]:
             conn.execute("CREATE DATABASE bench")
         migrated = head.run([ENTRYPOINT, "migrate"], t.role_env(BENCH_DB_URL=t.db_url))
         assert migrated.returncode == 0, migrated.stdout + migrated.stderr
-        t.start_head()
-        for w in workers:
-            t.start_worker(w)
-        t.wait_workers(2)
+        t.boot_ray()
         yield t
         print("\n".join(t.events))
     finally:
         net.close()
         shutil.rmtree(root, ignore_errors=True)
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
 
 
 # --- sweeps ---------------------------------------------------------------------------------
