@@ -5,9 +5,9 @@ machine: the test process) and any number of ``Host``s, each a network namespace
 the bridge by a veth pair, with its own IP address, default route, loopback and port space,
 and one PID namespace of its own (``unshare --pid --fork --kill-child``, /proc remounted)
 that every process it runs joins (``nsenter``): they see only their host's processes, and
-killing the namespace's init (what ``Host.kill`` does) makes the kernel kill everything that
-host ran, however deep, as when a machine is lost. ``Host.cut``/``Host.reconnect`` take its link down
-and up (a partition).
+killing the namespace's init (what ``Host.kill`` does) makes the kernel kill everything
+that host ran, however deep, as when a machine is lost. ``Host.cut``/``Host.reconnect``
+take its link down and up (a partition). Each host's /etc/hosts names every host.
 
 Everything is created with names unique to this process and torn down by ``Network.close``
 (processes killed, namespaces and links deleted), which the tests call from fixture

@@ -26,11 +26,11 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tomllib
 from pathlib import Path
 from typing import Any
 
 import pytest
+import tomllib
 import yaml
 
 from bench_service.cli import build_parser
@@ -310,7 +310,7 @@ def test_compose_and_manifests_run_only_entrypoint_roles() -> None:
         assert test[:3] == ["CMD", "bench-entrypoint", "health"], test
     assert roles == {"head", "worker", "api", "dashboard", "migrate"}
     docs = _rendered()
-    for owner, pod in _pods(docs):
+    for _owner, pod in _pods(docs):
         for c in pod["spec"].get("initContainers", []) + pod["spec"]["containers"]:
             if c["image"].startswith("postgres"):
                 continue
