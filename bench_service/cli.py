@@ -55,7 +55,10 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     run = sub.add_parser("run", help="run (or resume) the sweep described by a YAML spec")
-    run.add_argument("spec", help="path to the sweep spec (YAML)")
+    run.add_argument("spec", nargs="?", default=None, help="path to the sweep spec (YAML)")
+    run.add_argument("--sweep", default=None, metavar="NAME",
+                     help="instead of SPEC: run (or resume) the sweep stored under NAME in "
+                          "the database (what a `bench serve` job runs)")
     _db_arg(run)
     run.add_argument("--address", default=None,
                      help="Ray cluster to use (e.g. 127.0.0.1:6380, ray://...); default: "
@@ -75,10 +78,14 @@ def build_parser() -> argparse.ArgumentParser:
                         help="show this sweep only, every field in full")
     _db_arg(sweeps)
     sweeps.add_argument("--format", choices=("table", "csv", "json"), default="table")
+    sweeps.add_argument("--api", metavar="URL", default=None,
+                        help="read from this service (bench serve) instead of --db")
 
     res = sub.add_parser("results", help="print or export the trials (or curves) of a sweep")
     _db_arg(res)
     res.add_argument("--sweep", required=True, help="sweep name")
+    res.add_argument("--api", metavar="URL", default=None,
+                     help="read from this service (bench serve) instead of --db")
     res.add_argument("--format", choices=("table", "csv", "json", "parquet"), default="table")
     res.add_argument("--output", "-o", default=None, help="write to this file (parquet: required)")
     res.add_argument("--curves", action="store_true",
@@ -108,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--token", default=None,
                       help="access token the app asks for (?token=...); required with a "
                       "non-loopback --host (default: $BENCH_DASHBOARD_TOKEN)")
+    from bench_service.cli_service import add_parsers
+
+    add_parsers(sub)
     return parser
 
 
@@ -149,7 +159,7 @@ def main(argv: Sequence[str] | None = None, *, start_ray_early: bool = False) ->
 def _embedded_run(args: argparse.Namespace) -> bool:
     """``bench run`` of an existing spec file on the embedded local Ray, with something left
     to run (a no-op resume never starts Ray)."""
-    if not (args.command == "run" and args.address is None
+    if not (args.command == "run" and args.spec is not None and args.address is None
             and not os.environ.get("RAY_ADDRESS") and Path(args.spec).is_file()):
         return False
     from bench_service.cluster.runs import probably_finished
@@ -175,6 +185,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     from bench_service.cluster.driver import execute_sweep
     from bench_service.sweep import diff_specs, load_spec, plan_sweep
 
+    if args.sweep is not None:
+        from bench_service.cli_service import run_stored
+
+        return run_stored(args)
+    if args.spec is None:
+        raise CliError("give a SPEC file to run, or --sweep NAME for a stored sweep")
     spec = load_spec(args.spec)
     if args.name:
         spec = spec.renamed(args.name)
@@ -254,8 +270,13 @@ def cmd_sweeps(args: argparse.Namespace) -> int:
 
     from bench_service.store import Store
 
-    with Store.open_existing(args.db) as store:
-        every = store.list_sweeps()
+    if args.api:
+        from bench_service.cli_service import api_sweeps
+
+        every = api_sweeps(args)
+    else:
+        with Store.open_existing(args.db) as store:
+            every = store.list_sweeps()
     sweeps = every if args.name is None else [s for s in every if s.name == args.name]
     if args.name is not None and not sweeps:
         raise CliError(f"unknown sweep {args.name[:200]!r} in {_where(args.db)}"
@@ -310,8 +331,18 @@ TABLE_COLUMNS = ["trial_id", "workload", "optimizer", "scheduler", "regularizer"
 def cmd_results(args: argparse.Namespace) -> int:
     from bench_service.store import Store
 
-    store = Store.open_existing(args.db)
     filters = {k: getattr(args, k) for k in _FILTERS if getattr(args, k)}
+    if args.api:
+        from bench_service.cli_service import api_results
+
+        df = api_results(args, filters)
+        if args.format == "table" and args.best:
+            df = df.drop(columns=["cell_key"], errors="ignore")
+        elif args.format == "table" and not args.curves:
+            df = df[[c for c in TABLE_COLUMNS if c in df.columns]]
+        _emit(df, args.format, args.output)
+        return EXIT_OK
+    store = Store.open_existing(args.db)
     _check_filters(store, args.sweep, filters)
     if args.best:
         from bench_service.sweep.best import best_table
@@ -423,6 +454,15 @@ _HANDLERS = {
     "run": cmd_run, "sweeps": cmd_sweeps, "results": cmd_results, "db": cmd_db,
     "list": cmd_list, "dashboard": cmd_dashboard,
 }
+
+
+def _service_handlers() -> None:
+    from bench_service.cli_service import HANDLERS
+
+    _HANDLERS.update(HANDLERS)
+
+
+_service_handlers()
 
 
 def run() -> None:

@@ -39,6 +39,11 @@ TRIAL_FINISHED: frozenset[str] = frozenset({"completed", "diverged", "failed", "
 #: Statuses a resume runs again: everything that has not ended on its own.
 RUNNABLE_STATUSES: tuple[str, ...] = ("pending", "running", "failed", "cancelled")
 
+#: States of the Ray Job that runs a sweep submitted to the service (``bench serve``).
+JOB_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "cancelled")
+#: Job states after which the job runs no more.
+JOB_TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
+
 #: Why a trial exists: a grid cell, a tuning trial (from Optuna) or a final re-run.
 ROLES: tuple[str, ...] = ("grid", "tuning", "final")
 #: What a metric point summarises (see ``bench_service.engine.records.MetricPoint``).
@@ -73,7 +78,8 @@ def metric_mode(metric: str) -> Mode:
 
 
 __all__ = [
-    "AXES", "AXIS_OF_SPEC", "ROLES", "RUNNABLE_STATUSES", "SCOPES", "SPEC_AXES",
+    "AXES", "AXIS_OF_SPEC", "JOB_STATES", "JOB_TERMINAL", "ROLES", "RUNNABLE_STATUSES",
+    "SCOPES", "SPEC_AXES",
     "SWEEP_STATUSES", "SWEEP_TERMINAL", "TRIAL_ENDED", "TRIAL_FINISHED", "TRIAL_STATUSES",
     "TUNED_AXES", "TUNED_SPEC_AXES", "Mode", "higher_is_better", "metric_mode",
 ]

@@ -32,6 +32,7 @@ LAYERS: dict[str, int] = {
     "sweep": 3,
     "cluster": 4,
     "cli": 5, "api": 5, "dashboard": 5, "dashboard_launcher": 5, "results": 5,
+    "cli_service": 5, "client": 5,
 }
 
 

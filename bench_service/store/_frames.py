@@ -143,8 +143,6 @@ def match(column: Any, value: Any) -> ColumnElement[bool] | None:
 
 def trials_frame(conn: Connection, sweep_id: int | None, filters: AxisFilters) -> pd.DataFrame:
     """See ``Store.trials_frame``."""
-    import pandas as pd
-
     columns = [
         TRIALS.c.id.label("trial_id"),
         SWEEPS.c.name.label("sweep"),
@@ -158,7 +156,13 @@ def trials_frame(conn: Connection, sweep_id: int | None, filters: AxisFilters) -
     )
     if sweep_id is not None:
         stmt = stmt.where(TRIALS.c.sweep_id == sweep_id)
-    frame = _frame(conn.execute(stmt).all(), TRIALS_FRAME_COLUMNS)
+    return typed_trials(_frame(conn.execute(stmt).all(), TRIALS_FRAME_COLUMNS))
+
+
+def typed_trials(frame: pd.DataFrame) -> pd.DataFrame:
+    """The trials frame's dtypes on a frame of its columns (also the HTTP client's)."""
+    import pandas as pd
+
     frame["trial_id"] = frame["trial_id"].astype("int64")
     for name in _TRIAL_TEXT:
         frame[name] = frame[name].astype("str")
@@ -212,7 +216,12 @@ def curves_frame(
         condition = match(column, value)
         if condition is not None:
             stmt = stmt.where(condition)
-    frame = _frame(conn.execute(stmt).all(), (*CURVES_FRAME_COLUMNS, "special"))
+    return typed_curves(_frame(conn.execute(stmt).all(), (*CURVES_FRAME_COLUMNS, "special")))
+
+
+def typed_curves(frame: pd.DataFrame) -> pd.DataFrame:
+    """The curves frame's dtypes, NaN/inf restored from ``special`` (which is dropped), on a
+    frame of its columns plus ``special`` (also the HTTP client's)."""
     for name in ("trial_id", "seed", "step", "epoch"):
         frame[name] = frame[name].astype("int64")
     for name in _CURVE_TEXT:

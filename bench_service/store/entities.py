@@ -70,6 +70,14 @@ class SweepInfo:
     description: str | None = None
     notes: str | None = None
     counts: dict[str, int] = field(default_factory=dict)
+    #: Service fields (``bench serve``): the submitter and the Ray Job running the sweep.
+    submitter: str | None = None
+    job_id: str | None = None
+    job_state: str | None = None
+    job_message: str | None = None
+    job_submitted_at: datetime | None = None
+    job_started_at: datetime | None = None
+    job_finished_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -83,6 +83,16 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    #: Who submitted the sweep to the service (``bench serve``); NULL for ``bench run``.
+    submitter: Mapped[str | None] = mapped_column(String(200))
+    #: The Ray Job running the sweep (its submission id) and that job's state
+    #: (``vocab.JOB_STATES``), as the service last saw it; NULL for ``bench run``.
+    job_id: Mapped[str | None] = mapped_column(String(200))
+    job_state: Mapped[str | None] = mapped_column(String(16))
+    job_message: Mapped[str | None] = mapped_column(Text)
+    job_submitted_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    job_started_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    job_finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
 
 
 class Trial(Base):
