@@ -371,7 +371,7 @@ def test_lock_is_generated_and_pins_every_dependency() -> None:
         assert pins, lock
         project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
         wanted = _requirement_names(project["dependencies"])
-        for extra in ("postgres", "parquet", "dashboard"):
+        for extra in ("postgres", "parquet", "dashboard", "service"):
             wanted |= _requirement_names(project["optional-dependencies"][extra])
         assert wanted <= set(pins), sorted(wanted - set(pins))
     assert dict(re.findall(r"^(torch)==(\S+)$", LOCK.read_text(), re.M))["torch"].endswith(

@@ -31,6 +31,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -40,6 +41,8 @@ from typing import Any
 import pytest
 from _helpers import ROOT, cli_env
 from _netns import Host, Network, Proc, netns_unavailable, wait_for
+
+from bench_service.vocab import JOB_TERMINAL
 
 pytestmark = pytest.mark.slow
 
@@ -51,6 +54,8 @@ PG_PORT = 5432
 #: mlp_digits trials of ~1-3 s: longer than the metric streamer's first flush (1 s), so
 #: their points travel to the writer while they run and a fault finds trials running.
 EPOCHS = 60
+#: The API's one user's bearer token.
+API_TOKEN = secrets.token_hex(16)
 
 
 def _pg_bin(tool: str) -> str | None:
@@ -131,6 +136,18 @@ class Topology:
 
     def worker_nodes(self) -> int:
         return sum(1 for node in self.alive_nodes() if node["cpu"] > 0)
+
+    def start_api(self) -> float:
+        """The api role on the head host; returns the seconds until it answered healthy."""
+        env = self.role_env(BENCH_DB_URL=self.db_url, BENCH_API_TOKENS=f"alice={API_TOKEN}",
+                            BENCH_RAY_DASHBOARD_URL=f"http://{self.head.ip}:{DASHBOARD_PORT}",
+                            BENCH_API_HOST="0.0.0.0", BENCH_API_PORT=str(API_PORT))
+        proc = self.head.start("api", [ENTRYPOINT, "api"], env)
+        self.procs["api"] = proc
+        took = wait_for(lambda: not proc.alive() or self.healthy(self.head, "api"),
+                        "the API healthy (entrypoint.sh health api)", timeout=180, every=0.5)
+        assert proc.alive(), proc.tail()
+        return took
 
     def healthy(self, host: Host, role: str) -> bool:
         return host.run([ENTRYPOINT, "health", role], self.env, timeout=60).returncode == 0
@@ -258,6 +275,7 @@ def topo() -> Iterator[Topology]:
         migrated = head.run([ENTRYPOINT, "migrate"], t.role_env(BENCH_DB_URL=t.db_url))
         assert migrated.returncode == 0, migrated.stdout + migrated.stderr
         t.boot_ray()
+        t.start_api()
         yield t
         print("\n".join(t.events))
     finally:
@@ -281,21 +299,59 @@ def _spec(name: str, seeds: int = 1) -> dict[str, Any]:
 class Sweep:
     name: str
     n_trials: int
-    driver: Proc | None = None
+    job_id: str = ""
+    states: list[str] = field(default_factory=list)  # the job states the API reported
+
+
+def _http(topo: Topology, method: str, path: str, body: Any = None,
+          timeout: float = 30) -> tuple[int, Any]:
+    """One request to the API on the head host, from this (the client) machine."""
+    data = None if body is None else json.dumps(body).encode()
+    req = urllib.request.Request(
+        f"http://{topo.head.ip}:{API_PORT}{path}", data=data, method=method,
+        headers={"Authorization": f"Bearer {API_TOKEN}", "Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as resp:
+            return resp.status, json.load(resp)
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"null")
 
 
 def _submit(topo: Topology, spec: dict[str, Any]) -> Sweep:
-    """Start the sweep on the cluster: ``bench run --address`` on the head host."""
-    import yaml
-
-    path = topo.head.home / f"{spec['name']}.yaml"
-    path.write_text(yaml.safe_dump(spec))
-    argv = [sys.executable, "-m", "bench_service.cli", "run", str(path), "--address",
-            topo.ray_address, "--db", topo.db_url, "--no-progress"]
+    """``POST /sweeps`` to the head's address: stored, then started as a Ray Job."""
+    status, out = _http(topo, "POST", "/sweeps", spec)
+    assert status == 201, (status, out)
     n = len(spec["optimizers"]) * len(spec["schedulers"]) * len(spec["seeds"])
-    proc = topo.head.start(f"driver-{spec['name']}", argv, topo.env)
-    topo.procs[f"driver-{spec['name']}"] = proc
-    return Sweep(spec["name"], n, proc)
+    assert out["name"] == spec["name"] and out["n_trials"] == n and out["job_id"], out
+    return Sweep(spec["name"], n, job_id=out["job_id"])
+
+
+def _poll(topo: Topology, sweep: Sweep) -> str | None:
+    """The job state ``GET /sweeps/{name}`` reports now; ``None`` while the API does not
+    answer (restarting, or its database is)."""
+    try:
+        status, out = _http(topo, "GET", f"/sweeps/{sweep.name}", timeout=10)
+    except OSError:
+        return None
+    if status != 200:
+        return None
+    assert out["job_id"] == sweep.job_id, out  # the same Ray Job throughout
+    if not sweep.states or sweep.states[-1] != out["state"]:
+        sweep.states.append(out["state"])
+    return str(out["state"])
+
+
+def _wait_done(topo: Topology, sweep: Sweep, timeout: float = 240) -> float:
+    """Poll the API until the sweep's job is over; it must have succeeded."""
+    try:
+        took = wait_for(lambda: _poll(topo, sweep) in JOB_TERMINAL,
+                        f"sweep {sweep.name} finished", timeout=timeout, every=0.5)
+    except AssertionError:
+        logs = _http(topo, "GET", f"/sweeps/{sweep.name}/logs")[1] if _accepts(
+            topo.head.ip, API_PORT) else ""
+        raise AssertionError(f"{sweep.states}\n{logs}\n{topo.logs()}") from None
+    assert sweep.states[-1] == "succeeded", sweep.states
+    return took
 
 
 def _counts(topo: Topology, sweep: Sweep) -> dict[str, int]:
@@ -305,22 +361,6 @@ def _counts(topo: Topology, sweep: Sweep) -> dict[str, int]:
     except Exception:  # the database may be down in a fault case
         return {}
     return {str(k): int(v) for k, v in rows}
-
-
-def _finished(topo: Topology, sweep: Sweep) -> bool:
-    assert sweep.driver is not None
-    return not sweep.driver.alive()
-
-
-def _wait_done(topo: Topology, sweep: Sweep, timeout: float = 240) -> float:
-    assert sweep.driver is not None
-    try:
-        took = wait_for(lambda: _finished(topo, sweep), f"sweep {sweep.name} finished",
-                        timeout=timeout, every=0.5)
-    except AssertionError:
-        raise AssertionError(topo.logs()) from None
-    assert sweep.driver.popen.returncode == 0, sweep.driver.tail()
-    return took
 
 
 def _mid_sweep(topo: Topology, sweep: Sweep) -> None:
@@ -352,6 +392,11 @@ def _check_stored_once(topo: Topology, sweep: Sweep) -> list[dict[str, Any]]:
                           "ON s.id = t.sweep_id WHERE s.name = %s AND m.name = 'val_loss' "
                           "AND m.scope = 'epoch' GROUP BY 1", sweep.name))
     assert len(val) == sweep.n_trials and set(val.values()) == {EPOCHS}, val
+    # ... and over HTTP, the same trials
+    status, page = _http(topo, "GET", f"/sweeps/{sweep.name}/trials?limit=1000")
+    assert status == 200 and page["total"] == sweep.n_trials, page
+    assert {t["trial_hash"] for t in page["items"]} == {t["trial_hash"] for t in trials}
+    assert {t["status"] for t in page["items"]} == {"completed"}
     return list(trials)
 
 
@@ -366,33 +411,38 @@ def _retried(topo: Topology, sweep: Sweep) -> int:
 
 
 # --- the cases ------------------------------------------------------------------------------
-def test_a_sweep_runs_across_the_hosts(topo: Topology) -> None:
+def _event(topo: Topology, text: str) -> None:
+    topo.events.append(text)
+    print(f"\n[topology] {text}", flush=True)
+
+
+def test_a_sweep_submitted_over_http_runs_across_the_hosts(topo: Topology) -> None:
     sweep = _submit(topo, _spec("topo-plain"))
     took = _wait_done(topo, sweep)
     _check_stored_once(topo, sweep)
     hosts = {str(r[0]) for r in _sql(
         topo, "SELECT t.host FROM bench_trials t JOIN bench_sweeps s ON s.id = t.sweep_id "
               "WHERE s.name = %s", sweep.name)}
-    topo.events.append(f"plain: {sweep.n_trials} trials in {took:.1f} s on hosts {hosts}")
+    assert hosts <= {"w1", "w2"}, hosts  # trials run on the worker hosts, never the head
     assert _retried(topo, sweep) == 0
+    _event(topo, f"plain: {sweep.n_trials} trials in {took:.1f} s on hosts {sorted(hosts)}; "
+                 f"job states {sweep.states}")
 
 
 def test_a_worker_hosts_processes_killed_mid_sweep(topo: Topology) -> None:
     sweep = _submit(topo, _spec("topo-kill"))
     _mid_sweep(topo, sweep)
     victim = topo.workers[0]
-    t0 = time.monotonic()
     victim.kill()
     took = _wait_done(topo, sweep)
     _check_stored_once(topo, sweep)
     retried = _retried(topo, sweep)
-    topo.events.append(f"worker killed: {retried} trial(s) retried on the other worker; "
-                       f"sweep done {took:.1f} s after the kill")
+    _event(topo, f"worker host {victim.name} killed: {retried} trial(s) retried on the other "
+                 f"worker; sweep done {took:.1f} s after the kill")
     assert retried >= 1
     victim.boot()
     topo.start_worker(victim)
     topo.wait_workers(2)
-    del t0
 
 
 def test_a_worker_host_cut_off_mid_sweep(topo: Topology) -> None:
@@ -402,18 +452,19 @@ def test_a_worker_host_cut_off_mid_sweep(topo: Topology) -> None:
     victim.cut()
     try:
         took = _wait_done(topo, sweep)
+        _check_stored_once(topo, sweep)
     finally:
         victim.reconnect()
-    _check_stored_once(topo, sweep)
     retried = _retried(topo, sweep)
-    topo.events.append(f"worker cut off: {retried} trial(s) retried; sweep done {took:.1f} s "
-                       "after the cut")
     assert retried >= 1
     # The partitioned raylet learns it was declared dead once it can talk again, and exits;
-    # nothing it still held reaches the database (checked again now that it can).
-    wait_for(lambda: not topo.procs[victim.name].alive(), "the cut-off worker exits",
-             timeout=60)
+    # nothing it still held reaches the database (checked again now that it could).
+    gone = wait_for(lambda: not topo.procs[victim.name].alive(),
+                    "the cut-off worker exits once reconnected", timeout=120)
     _check_stored_once(topo, sweep)
+    _event(topo, f"worker host {victim.name} cut off: {retried} trial(s) retried; sweep done "
+                 f"{took:.1f} s after the cut; its raylet exited {gone:.1f} s after the link "
+                 "came back")
     victim.kill()
     victim.boot()
     topo.start_worker(victim)
@@ -428,8 +479,29 @@ def test_postgres_restarted_mid_sweep(topo: Topology) -> None:
     topo.db.boot()
     topo.start_postgres()
     down = time.monotonic() - t0
+    # the API reconnects: it answers about the sweep again
+    api_back = wait_for(lambda: _poll(topo, sweep) is not None, "the API answers again",
+                        timeout=60)
     took = _wait_done(topo, sweep)
     _check_stored_once(topo, sweep)
-    topo.events.append(f"PostgreSQL killed and restarted: down {down:.1f} s, "
-                       f"{_retried(topo, sweep)} trial(s) retried, sweep done {took:.1f} s "
-                       "after the restart")
+    retried = _retried(topo, sweep)
+    logs = _http(topo, "GET", f"/sweeps/{sweep.name}/logs")[1]
+    retries = str(logs).count("retrying in")
+    _event(topo, f"PostgreSQL killed and restarted: down {down:.1f} s, API answering "
+                 f"{api_back:.1f} s after, {retries} write retries logged by the job, "
+                 f"{retried} trial(s) retried, sweep done {took:.1f} s after the restart")
+
+
+def test_the_api_restarted_mid_sweep(topo: Topology) -> None:
+    sweep = _submit(topo, _spec("topo-api"))
+    _mid_sweep(topo, sweep)
+    topo.procs["api"].kill()
+    assert not _accepts(topo.head.ip, API_PORT)
+    back = topo.start_api()
+    state = _poll(topo, sweep)  # the new API reports the job, which went on meanwhile
+    assert state in ("running", "succeeded"), sweep.states
+    took = _wait_done(topo, sweep)
+    _check_stored_once(topo, sweep)
+    assert _retried(topo, sweep) == 0  # nothing was lost: the job never stopped
+    _event(topo, f"API killed and restarted: healthy again in {back:.1f} s, reported the job "
+                 f"as {state}; sweep done {took:.1f} s later; job states {sweep.states}")
