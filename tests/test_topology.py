@@ -20,6 +20,7 @@ reason, where network namespaces cannot be made (not root) or PostgreSQL is not 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
@@ -479,11 +480,28 @@ def test_a_worker_host_cut_off_mid_sweep(topo: Topology) -> None:
     topo.wait_workers(2)
 
 
+def _job_log(topo: Topology, sweep: Sweep) -> str:
+    """The sweep's Ray Job log, from the head's Jobs API (works while the database is down)."""
+    req = urllib.request.Request(
+        f"http://{topo.head.ip}:{DASHBOARD_PORT}/api/jobs/{sweep.job_id}/logs",
+        headers={"Authorization": f"Bearer {topo.env['RAY_AUTH_TOKEN']}"})
+    try:
+        with urllib.request.urlopen(req, timeout=10) as resp:
+            return str(json.load(resp).get("logs", ""))
+    except (OSError, ValueError):
+        return ""
+
+
 def test_postgres_restarted_mid_sweep(topo: Topology) -> None:
     sweep = _submit(topo, _spec("topo-pg"))
     _mid_sweep(topo, sweep)
     t0 = time.monotonic()
     topo.db.kill()  # a crash: every connection drops at once
+    # Down until a writer of the job (the metric writer or the driver) has met the outage
+    # and said it retries, or at most 20 s (the trials may all end first).
+    with contextlib.suppress(AssertionError):
+        wait_for(lambda: "retrying in" in _job_log(topo, sweep),
+                 "a write of the job refused and retried", timeout=20, every=0.5)
     topo.db.boot()
     topo.start_postgres()
     down = time.monotonic() - t0
@@ -492,19 +510,20 @@ def test_postgres_restarted_mid_sweep(topo: Topology) -> None:
                         timeout=60)
     took = _wait_done(topo, sweep)
     _check_stored_once(topo, sweep)
-    retried = _retried(topo, sweep)
-    logs = _http(topo, "GET", f"/sweeps/{sweep.name}/logs")[1]
-    retries = str(logs).count("retrying in")
-    _event(topo, f"PostgreSQL killed and restarted: down {down:.1f} s, API answering "
-                 f"{api_back:.1f} s after, {retries} write retries logged by the job, "
-                 f"{retried} trial(s) retried, sweep done {took:.1f} s after the restart")
+    log = _job_log(topo, sweep)
+    retries = log.count("retrying in")
+    _event(topo, f"PostgreSQL killed, restarted after {down:.1f} s: the API answered again "
+                 f"{api_back:.1f} s later; {retries} write(s) refused and retried by the job "
+                 f"({_retried(topo, sweep)} trial(s) retried); sweep done {took:.1f} s after "
+                 "the restart")
 
 
 def test_the_api_restarted_mid_sweep(topo: Topology) -> None:
     sweep = _submit(topo, _spec("topo-api"))
     _mid_sweep(topo, sweep)
     topo.procs["api"].kill()
-    assert not _accepts(topo.head.ip, API_PORT)
+    wait_for(lambda: not _accepts(topo.head.ip, API_PORT), "the killed API's port closed",
+             timeout=30)
     back = topo.start_api()
     state = _poll(topo, sweep)  # the new API reports the job, which went on meanwhile
     assert state in ("running", "succeeded"), sweep.states
