@@ -125,10 +125,12 @@ class Topology:
             if head.alive():
                 for w in self.workers:
                     self.start_worker(w)
-                wait_for(lambda h=head: not h.alive() or self.worker_nodes() == 2
+                wait_for(lambda h=head: not h.alive()
+                         or all(self.started(w) for w in self.workers)
                          or not all(self.procs[w.name].alive() for w in self.workers),
-                         "2 worker nodes alive", timeout=240, every=1.0)
-                if head.alive() and self.worker_nodes() == 2:
+                         "2 worker nodes started", timeout=300, every=1.0)
+                if head.alive() and all(self.started(w) for w in self.workers):
+                    self.wait_workers(2)
                     return
             self.events.append(f"Ray failed to start (try {attempt + 1}):\n{self.logs()}")
             for host in (self.head, *self.workers):
@@ -158,7 +160,31 @@ class Topology:
         env = self.role_env(BENCH_NODE_IP=host.ip, RAY_NUM_CPUS="1",
                             RAY_HEAD_ADDRESS=self.ray_address,
                             BENCH_RAY_TEMP_DIR=str(host.home / "ray"))
+        (host.home / "worker.log").unlink(missing_ok=True)
         self.procs[host.name] = host.start("worker", [ENTRYPOINT, "worker"], env)
+
+    def started(self, host: Host) -> bool:
+        """``ray start`` on ``host`` finished its start-up (it prints this line)."""
+        proc = self.procs[host.name]
+        return proc.alive() and "Ray runtime started" in proc.tail(400)
+
+    def heal(self, host: Host, tries: int = 3) -> None:
+        """A lost worker host back: booted anew and its worker role started, again if
+        ``ray start`` gives up during start-up (it does on a loaded machine), until the
+        cluster has both workers."""
+        for attempt in range(tries):
+            host.kill()
+            host.boot()
+            self.start_worker(host)
+            proc = self.procs[host.name]
+            wait_for(lambda p=proc: not p.alive() or self.started(host), f"{host.name} up",
+                     timeout=240, every=1.0)
+            if proc.alive():
+                self.wait_workers(2)
+                return
+            self.events.append(f"{host.name}: worker role exited during start-up "
+                               f"(try {attempt + 1})")
+        raise AssertionError(f"{host.name} never came back:\n{self.logs()}")
 
     def alive_nodes(self) -> list[dict[str, Any]]:
         """The cluster's alive nodes, from the head's state API (over HTTP, with the token)."""
@@ -449,9 +475,7 @@ def test_a_worker_hosts_processes_killed_mid_sweep(topo: Topology) -> None:
     _event(topo, f"worker host {victim.name} killed: {retried} trial(s) retried on the other "
                  f"worker; sweep done {took:.1f} s after the kill")
     assert retried >= 1
-    victim.boot()
-    topo.start_worker(victim)
-    topo.wait_workers(2)
+    topo.heal(victim)
 
 
 def test_a_worker_host_cut_off_mid_sweep(topo: Topology) -> None:
@@ -474,10 +498,7 @@ def test_a_worker_host_cut_off_mid_sweep(topo: Topology) -> None:
     _event(topo, f"worker host {victim.name} cut off: {retried} trial(s) retried; sweep done "
                  f"{took:.1f} s after the cut; its raylet exited {gone:.1f} s after the link "
                  "came back")
-    victim.kill()
-    victim.boot()
-    topo.start_worker(victim)
-    topo.wait_workers(2)
+    topo.heal(victim)
 
 
 def _job_log(topo: Topology, sweep: Sweep) -> str:
