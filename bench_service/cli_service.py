@@ -76,6 +76,7 @@ def add_parsers(sub: Any) -> None:
 
 @contextmanager
 def _client(args: argparse.Namespace) -> Iterator[Any]:
+    _need("httpx")
     from bench_service.client import ApiError, Client
 
     client = Client(getattr(args, "api", None))
@@ -89,7 +90,18 @@ def _client(args: argparse.Namespace) -> Iterator[Any]:
         client.close()
 
 
+def _need(*modules: str) -> None:
+    """A missing optional dependency is one line naming the extra, not a traceback."""
+    import importlib.util
+
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ServiceCliError(f"this command needs {', '.join(missing)}: pip install "
+                              "'bench-service[service]'")
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    _need("fastapi", "uvicorn")
     from bench_service.api.serve import serve
 
     return serve(db=args.db, ray_address=args.ray_address, host=args.host, port=args.port,

@@ -6,6 +6,11 @@ sequentially with ``run_trial`` in one process (no Ray, no SQL). Prints both wal
 ratio and the per-trial overhead. Target on 2 cores: sweep <= 0.65 x the sequential time.
 
     python benchmarks/sweep_overhead.py [--seeds 10] [--epochs 30] [--workers 2] [--repeats 3]
+    python benchmarks/sweep_overhead.py --service   # submitted to a running `bench serve`
+
+``--service`` times the same sweep submitted to a warm ``bench serve`` (embedded Ray head with
+``--workers`` CPUs, already up): ``bench submit`` plus waiting until its Ray Job has ended,
+against the same sequential time. Target on 2 workers: <= 0.55.
 
 Trials of ~0.5 s (30 epochs of mlp_digits / logreg_digits). The "run phase" line excludes the
 fixed cost of a run (interpreter, imports, starting an embedded Ray, shutting it down: ~6 s
@@ -102,14 +107,92 @@ def swept(spec: dict, workers: int) -> tuple[float, float]:
         return total, run
 
 
+class Service:
+    """A warm ``bench serve`` (embedded head) on a fresh SQLite file."""
+
+    def __init__(self, workers: int) -> None:
+        import socket
+
+        import httpx
+
+        self.tmp = tempfile.TemporaryDirectory()
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        self.url = f"http://127.0.0.1:{port}"
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        self.log = open(Path(self.tmp.name) / "serve.log", "wb")  # noqa: SIM115
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "bench_service.cli", "serve", "--db",
+             str(Path(self.tmp.name) / "bench.db"), "--port", str(port), "--num-cpus",
+             str(workers)], env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        for _ in range(1200):
+            try:
+                if httpx.get(f"{self.url}/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                time.sleep(0.25)
+        raise RuntimeError("bench serve did not come up")
+
+    def run(self, spec: dict, name: str) -> float:
+        """``bench submit`` + wait until the job has ended: wall seconds."""
+        import httpx
+
+        spec_path = Path(self.tmp.name) / f"{name}.yaml"
+        spec_path.write_text(yaml.safe_dump({**spec, "name": name}))
+        env = {**os.environ, "PYTHONPATH": str(ROOT)}
+        t0 = time.perf_counter()
+        subprocess.run([sys.executable, "-m", "bench_service.cli", "submit", str(spec_path),
+                        "--api", self.url], check=True, env=env, capture_output=True)
+        while True:
+            state = httpx.get(f"{self.url}/sweeps/{name}", timeout=60).json()["state"]
+            if state in ("succeeded", "failed", "cancelled"):
+                assert state == "succeeded", state
+                return time.perf_counter() - t0
+            time.sleep(0.2)
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=120)
+        self.log.close()
+        self.tmp.cleanup()
+
+
+def service_main(args: argparse.Namespace, spec: dict) -> None:
+    service = Service(args.workers)
+    try:
+        seqs, subs = [], []
+        for i in range(args.repeats):
+            seq, n = sequential(spec)
+            sub = service.run(spec, f"overhead-{i}")
+            seqs.append(seq)
+            subs.append(sub)
+            print(f"  repeat {i + 1}: sequential {seq:6.1f} s, submitted to the service "
+                  f"{sub:6.1f} s: ratio {sub / seq:.3f}", flush=True)
+    finally:
+        service.close()
+    ratios = [b / a for a, b in zip(seqs, subs, strict=True)]
+    print(f"{n} trials, {args.epochs} epochs each, median of {args.repeats}")
+    print(f"sequential bare engine      : {statistics.median(seqs):7.1f} s")
+    print(f"bench submit + wait, {args.workers} CPUs : {statistics.median(subs):7.1f} s  (warm "
+          "bench serve, embedded Ray head)")
+    print(f"ratio                       : {statistics.median(ratios):.3f}  (target <= 0.55; "
+          f"range {min(ratios):.3f}-{max(ratios):.3f})")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=10)
     ap.add_argument("--epochs", type=int, default=30)
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--service", action="store_true",
+                    help="submit to a warm `bench serve` instead of `bench run`")
     args = ap.parse_args()
     spec = make_spec(args.seeds, args.epochs)
+    if args.service:
+        service_main(args, spec)
+        return
     seqs, totals, runs, starts = [], [], [], []
     for i in range(args.repeats):  # interleaved: this VM's speed drifts by tens of percent
         seq, n = sequential(spec)

@@ -90,6 +90,7 @@ def create_app(config: ServiceConfig) -> FastAPI:
             return None
         return _user(creds)
 
+    best_cache: dict[Any, dict[str, Any]] = {}
     Writer = Annotated[User, Depends(writer)]
     Reader = Annotated[User | None, Depends(reader)]
     read_errors = problems.problems(401, 404, 422)
@@ -217,9 +218,19 @@ def create_app(config: ServiceConfig) -> FastAPI:
         sweep = _sweep(name)
         filters = _filters(sweep, workload=workload, optimizer=optimizer, scheduler=scheduler,
                            regularizer=regularizer)
-        frame = best_table(store, sweep.name, **filters)
-        rows = clean(frame.astype(object).where(frame.notna(), None).values.tolist())
-        return JSONResponse({"columns": [str(c) for c in frame.columns], "rows": rows})
+        # The table only changes when a trial changes status (an outcome is stored with its
+        # status): cache it by the sweep's spec and status counts.
+        key = (sweep.name, sweep.spec_hash, tuple(sorted(sweep.counts.items())),
+               tuple(sorted((k, tuple(v)) for k, v in filters.items())))
+        body = best_cache.get(key)
+        if body is None:
+            frame = best_table(store, sweep.name, **filters)
+            rows = clean(frame.astype(object).where(frame.notna(), None).values.tolist())
+            body = {"columns": [str(c) for c in frame.columns], "rows": rows}
+            best_cache[key] = body
+            while len(best_cache) > 32:
+                best_cache.pop(next(iter(best_cache)))
+        return JSONResponse(body)
 
     @app.get("/sweeps/{name}/logs", response_class=PlainTextResponse,
              responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}},

@@ -61,10 +61,9 @@ def serve(*, db: str | None, ray_address: str | None, host: str, port: int,
             "file (--tokens FILE or $BENCH_API_TOKENS_FILE) or $BENCH_API_TOKENS, or bind "
             "--host 127.0.0.1")
     limit = max_trials or _env_int(MAX_TRIALS_ENV) or DEFAULT_API_MAX_TRIALS
-    from bench_service.store import Store, mask_url
+    from bench_service.store import Store, mask_url, resolve_url
 
-    store = Store(db)
-    store.check_writable()
+    url = resolve_url(db)
     import uvicorn
 
     from bench_service.api.app import ServiceConfig, create_app
@@ -72,24 +71,30 @@ def serve(*, db: str | None, ray_address: str | None, host: str, port: int,
     from bench_service.api.ray_head import STOP_WAIT_S, EmbeddedHead, start_head
 
     head: EmbeddedHead | None = None
-    if ray_address is None:
-        print("bench serve: starting an embedded Ray head ...", file=out, flush=True)
-        try:
-            head = start_head(num_cpus=num_cpus)
-        except RuntimeError as exc:
-            raise ServeError(str(exc)) from None
-        runner = JobRunner(head.dashboard_url, store.url, python=sys.executable)
-    else:
-        if "://" not in ray_address:
+    runner: JobRunner | None = None
+    if ray_address is not None:  # before anything is created: an unreachable cluster is
+        if "://" not in ray_address:  # one line, and no database appears
             ray_address = f"http://{ray_address}"
-        runner = JobRunner(ray_address, store.url,
-                           python=os.environ.get(JOB_PYTHON_ENV, "python"))
+        runner = JobRunner(ray_address, url, python=os.environ.get(JOB_PYTHON_ENV, "python"))
         try:
-            runner.client  # noqa: B018  (connects: an unreachable cluster is one line now)
+            runner.client  # noqa: B018  (connects)
         except Exception as exc:
             raise ServeError(f"cannot reach the Ray job server at {ray_address}: {exc}; is "
                              "the head's dashboard up, and is $RAY_AUTH_TOKEN its token?"
                              ) from None
+    store = Store(url)
+    try:
+        store.check_writable()
+        if runner is None:
+            print("bench serve: starting an embedded Ray head ...", file=out, flush=True)
+            try:
+                head = start_head(num_cpus=num_cpus)
+            except RuntimeError as exc:
+                raise ServeError(str(exc)) from None
+            runner = JobRunner(head.dashboard_url, store.url, python=sys.executable)
+    except BaseException:
+        store.close()
+        raise
     try:
         app = create_app(ServiceConfig(
             store=store, runner=runner, tokens=tokens, public_read=public_read,

@@ -128,7 +128,7 @@ def trial_page(
         if values:
             where.append(TRIALS.c[key].in_(list(values)))
     col = TRIALS.c[column]
-    order = [col.is_(None), col.desc() if sort.startswith("-") else col.asc(), TRIALS.c.id]
+    order = [(col.desc() if sort.startswith("-") else col.asc()).nulls_last(), TRIALS.c.id]
     with store._reading() as conn:
         total = int(conn.scalar(select(func.count()).select_from(TRIALS).where(*where)) or 0)
         rows = conn.execute(select(*(TRIALS.c[c] for c in PAGE_COLUMNS)).where(*where)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from _helpers import cli_env
-from conftest import start_server, tiny_spec, wait_for, wait_job
+from _service import start_server, tiny_spec, wait_for, wait_job
 
 pytestmark = pytest.mark.slow
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import TOKENS, Server, auth, tiny_spec
+from _service import TOKENS, Server, auth, tiny_spec
 
 from bench_service.engine.records import MetricPoint
 from bench_service.store import NewTrial, Store
@@ -115,6 +115,26 @@ def test_non_loopback_bind_without_tokens_is_refused(tmp_path: Any) -> None:
     assert "refusing to listen on 0.0.0.0" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert not (tmp_path / "x.db").exists()
+
+
+def test_an_unreachable_ray_address_is_one_line_and_creates_nothing(tmp_path: Any) -> None:
+    from _helpers import free_port, run_bench
+
+    proc = run_bench("serve", "--db", str(tmp_path / "x.db"), "--ray-address",
+                     f"http://127.0.0.1:{free_port()}", "--port", str(free_port()),
+                     cwd=tmp_path, timeout=120)
+    assert proc.returncode == 2, proc.stderr
+    assert "cannot reach the Ray job server" in proc.stderr and "Traceback" not in proc.stderr
+    assert not (tmp_path / "x.db").exists()
+
+
+def test_ray_token_auth_stays_on(ray_head: Any) -> None:
+    """The job server refuses a request without Ray's token; the service sends it."""
+    jobs = f"{ray_head.dashboard_url}/api/jobs/"
+    assert httpx.get(jobs, timeout=30).status_code in (401, 403)
+    token = ray_head.env["RAY_AUTH_TOKEN"]
+    ok = httpx.get(jobs, headers={"Authorization": f"Bearer {token}"}, timeout=30)
+    assert ok.status_code == 200, ok.text
 
 
 # ------------------------------------------------------------------------------ bad input

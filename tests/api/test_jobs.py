@@ -10,7 +10,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import TOKENS, Server, launch, sweep_state, tiny_spec, wait_for, wait_job
+from _service import TOKENS, Server, launch, sweep_state, tiny_spec, wait_for, wait_job
 
 from bench_service import load_curves, load_trials
 from bench_service.client import ApiError, Client

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 import schemathesis
-from conftest import Server, auth
+from _service import Server, auth
 from hypothesis import HealthCheck, Phase, settings
 from sqlalchemy import create_engine, text
 
