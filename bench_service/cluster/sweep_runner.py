@@ -100,7 +100,7 @@ def collect(ref: Any, trial_id: int, store: Store) -> tuple[str, bool]:
     A task Ray gave up on (lost after all retries) and an outcome the store refuses are
     stored as ``failed`` with the reason, so the sweep goes on.
     """
-    from bench_service.store import DatabaseLockedError, StoreError
+    from bench_service.store import DatabaseLockedError, DatabaseUnavailableError, StoreError
 
     lost = False
     try:
@@ -110,10 +110,11 @@ def collect(ref: Any, trial_id: int, store: Store) -> tuple[str, bool]:
         return result.status, lost
     except ray.exceptions.RayError as exc:
         lost, error = True, f"lost by Ray after retries: {type(exc).__name__}: {exc}"
-    except DatabaseLockedError as exc:
-        # Locked past every retry: no write can say so either. Stop the sweep loudly (the
-        # trial stays unfinished and runs again on resume) rather than lose its outcome.
-        raise DatabaseLockedError(
+    except (DatabaseLockedError, DatabaseUnavailableError) as exc:
+        # Locked or unreachable past every retry: no write can say so either. Stop the sweep
+        # loudly (the trial stays unfinished and runs again on resume) rather than lose its
+        # outcome.
+        raise type(exc)(
             f"could not store the outcome of trial {trial_id}: {exc}; the sweep stops here "
             "(run the same command again to resume)") from exc
     except StoreError as exc:

@@ -59,13 +59,15 @@ def _write_retry_seconds() -> float:
 def retry_while_locked(write: Callable[[], Any], *, stopped: Callable[[], bool] = lambda: False,
                        who: str = "bench") -> Any:
     """Run ``write``, again while the database is locked by another writer (a long
-    transaction, a backup, a second sweep) for up to ``WRITE_RETRY_SECONDS``; then raise.
+    transaction, a backup, a second sweep) or unreachable (PostgreSQL restarting or failing
+    over, a network cut) for up to ``WRITE_RETRY_SECONDS``; then raise.
 
     Used by the metric writer and by the driver storing an outcome: a lock that outlasts one
-    busy timeout must not turn a trial's real outcome into a lost one.
+    busy timeout, or a database server restart, must not turn a trial's real outcome into a
+    lost one. Both errors mean the transaction was rolled back, so the retry writes it once.
     """
-    from bench_service.store.db import is_locked_error
-    from bench_service.store.errors import DatabaseLockedError
+    from bench_service.store.db import is_locked_error, is_unavailable_error
+    from bench_service.store.errors import DatabaseLockedError, DatabaseUnavailableError
 
     deadline = time.monotonic() + _write_retry_seconds()
     pause = 0.5
@@ -73,7 +75,8 @@ def retry_while_locked(write: Callable[[], Any], *, stopped: Callable[[], bool] 
         try:
             return write()
         except Exception as exc:
-            locked = isinstance(exc, DatabaseLockedError) or is_locked_error(exc)
+            locked = (isinstance(exc, (DatabaseLockedError, DatabaseUnavailableError))
+                      or is_locked_error(exc) or is_unavailable_error(exc))
             if stopped() or not locked or time.monotonic() >= deadline:
                 raise
             print(f"bench: {who}: {_first_line(exc)}; retrying in {pause:g} s",

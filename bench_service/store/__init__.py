@@ -29,6 +29,7 @@ from bench_service.store.entities import (
 )
 from bench_service.store.errors import (
     DatabaseLockedError,
+    DatabaseUnavailableError,
     NoDatabaseError,
     ReadOnlyDatabaseError,
     SchemaVersionError,
@@ -47,6 +48,7 @@ __all__ = [
     "TRIALS_FRAME_COLUMNS",
     "TRIAL_STATUSES",
     "DatabaseLockedError",
+    "DatabaseUnavailableError",
     "NewTrial",
     "NoDatabaseError",
     "ReadOnlyDatabaseError",

@@ -26,7 +26,12 @@ from sqlalchemy import create_engine, event
 from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.exc import ArgumentError, DBAPIError, NoSuchModuleError, OperationalError
 
-from bench_service.store.errors import DatabaseLockedError, ReadOnlyDatabaseError, StoreError
+from bench_service.store.errors import (
+    DatabaseLockedError,
+    DatabaseUnavailableError,
+    ReadOnlyDatabaseError,
+    StoreError,
+)
 
 #: Environment variable naming the database when no URL is given.
 ENV_VAR = "BENCH_DB_URL"
@@ -173,6 +178,27 @@ def is_locked_error(exc: BaseException) -> bool:
     return "database is locked" in text or "database is busy" in text
 
 
+#: Driver messages of a server that is down, restarting or unreachable (PostgreSQL/psycopg).
+_UNAVAILABLE = (
+    "connection refused", "could not connect", "connection timeout", "timeout expired",
+    "server closed the connection", "terminating connection", "connection is closed",
+    "connection is lost", "connection reset", "no connection to the server",
+    "consuming input failed", "ssl syscall", "the database system is starting up",
+    "the database system is shutting down", "the database system is in recovery mode",
+    "the database system is not yet accepting connections", "connection failed",
+)
+
+
+def is_unavailable_error(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database server is down or the connection dropped (a
+    restart, a failover, a network cut), rather than anything about the statement: the
+    transaction did not commit, and the same write is worth trying again later."""
+    if getattr(exc, "connection_invalidated", False):
+        return True
+    text = str(getattr(exc, "orig", exc)).lower()
+    return any(marker in text for marker in _UNAVAILABLE)
+
+
 def is_readonly_error(exc: BaseException) -> bool:
     """Whether ``exc`` says the database cannot be written (a read-only file, directory,
     connection or PostgreSQL transaction)."""
@@ -208,6 +234,11 @@ def database_error(
             f"database {where} is locked by another process (gave up after {waited:.0f} s; "
             f"${BUSY_TIMEOUT_ENV_VAR} sets the wait); nothing was written, try again when "
             "it is done"
+        )
+    if is_unavailable_error(exc):
+        return DatabaseUnavailableError(
+            f"database {where} is unreachable ({first_line(exc)}); nothing was written, "
+            "try again when it is back"
         )
     if is_readonly_error(exc):
         return ReadOnlyDatabaseError(

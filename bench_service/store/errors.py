@@ -38,3 +38,9 @@ class DatabaseLockedError(StoreError):
 class ReadOnlyDatabaseError(StoreError):
     """A write was refused because the database (file, directory or connection) is
     read-only; nothing was written."""
+
+
+class DatabaseUnavailableError(StoreError):
+    """The database server could not be reached, or dropped the connection (restarting,
+    failing over, a network cut); the transaction was rolled back. Worth retrying once it is
+    back (a subclass so that writers with their own retry can)."""
