@@ -110,7 +110,20 @@ def _check_optimizer_fits(cfg: TrialConfig, workload: Workload, arch: ArchOption
             f"got {cfg.scheduler.name!r}",
         )
     if entry.param_groups is not None:
-        entry.param_groups(workload.init_model(cfg.seed, arch))
+        key = (entry.name, workload.name, tuple(sorted(workload.params.items())), arch)
+        if key not in _FITS:  # the split depends on the model's structure, not its seed
+            try:
+                entry.param_groups(workload.init_model(cfg.seed, arch))
+                _FITS[key] = None
+            except IncompatibleError as exc:
+                _FITS[key] = exc
+        if _FITS[key] is not None:
+            raise _FITS[key]
+
+
+#: ``_check_optimizer_fits``' verdicts by (optimizer, workload, params, arch): the planner
+#: checks every grid cell, and building a model per cell would dominate planning.
+_FITS: dict[tuple[Any, ...], IncompatibleError | None] = {}
 
 
 def _best(name: str, values: list[float]) -> float:

