@@ -403,6 +403,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             out.write(f"  {entry.name:<24} {desc}\n")
             if params:
                 out.write(f"  {'':<24} params: {params}\n")
+            if getattr(entry, "license", None):
+                out.write(f"  {'':<24} source: {entry.source} ({entry.license})\n")
     sys.stdout.write(out.getvalue())
     return EXIT_OK
 

@@ -39,7 +39,8 @@ def hidden_matrices(model: nn.Module) -> tuple[list[str], list[str]]:
         w = module.weight
         if w.requires_grad and w.ndim == 2 and id(w) not in embedded:
             hidden.add(id(w))
-    muon, adamw = [], []
+    muon: list[str] = []
+    adamw: list[str] = []
     seen: set[int] = set()
     for name, p in model.named_parameters():
         if not p.requires_grad or id(p) in seen:
@@ -80,11 +81,12 @@ class MuonWithAdamW(torch.optim.Optimizer):
         muon: Mapping[str, Any],
         adamw: Mapping[str, Any],
     ) -> None:
-        items = list(params)
+        items: list[Any] = list(params)
+        groups: list[dict[str, Any]]
         if items and isinstance(items[0], dict):
             groups = items
         else:  # plain tensors (no model to look at): matrices to Muon, the rest to AdamW
-            tensors: list[torch.Tensor] = items  # type: ignore[assignment]
+            tensors: list[torch.Tensor] = items
             groups = [{"params": [p for p in tensors if p.ndim == 2], USE_MUON: True},
                       {"params": [p for p in tensors if p.ndim != 2], USE_MUON: False}]
         to_muon = [p for g in groups if g.get(USE_MUON) for p in g["params"]]
@@ -100,7 +102,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
             opt.state = self.state
 
     @torch.no_grad()
-    def step(self, closure: Any = None) -> Any:  # type: ignore[override]
+    def step(self, closure: Any = None) -> Any:
         loss = None
         if closure is not None:
             with torch.enable_grad():

@@ -43,7 +43,7 @@ _SF = ("schedulefree", "Apache-2.0")
 
 def library_class(module: str, name: str) -> Callable[..., torch.optim.Optimizer]:
     """``module.name``, imported now (third-party optimizers are imported on first use)."""
-    return getattr(importlib.import_module(module), name)  # type: ignore[no-any-return]
+    return getattr(importlib.import_module(module), name)
 
 
 def _po(name: str) -> Callable[..., torch.optim.Optimizer]:

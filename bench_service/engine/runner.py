@@ -117,8 +117,9 @@ def _check_optimizer_fits(cfg: TrialConfig, workload: Workload, arch: ArchOption
                 _FITS[key] = None
             except IncompatibleError as exc:
                 _FITS[key] = exc
-        if _FITS[key] is not None:
-            raise _FITS[key]
+        refused = _FITS[key]
+        if refused is not None:
+            raise refused
 
 
 #: ``_check_optimizer_fits``' verdicts by (optimizer, workload, params, arch): the planner
