@@ -325,7 +325,8 @@ _DESCRIPTION_WIDTH = 40
 
 TABLE_COLUMNS = ["trial_id", "workload", "optimizer", "scheduler", "regularizer", "seed",
                  "status", "final_val_loss", "best_val_loss", "final_val_accuracy",
-                 "best_val_accuracy", "diverged_step", "wall_time"]
+                 "best_val_accuracy", "diverged_step", "wall_time", "step_time_mean",
+                 "step_time_p90", "optimizer_state_bytes", "peak_memory_bytes"]
 
 
 def cmd_results(args: argparse.Namespace) -> int:
@@ -433,6 +434,8 @@ def cmd_list(args: argparse.Namespace) -> int:
             out.write(f"  {entry.name:<24} {desc}\n")
             if params:
                 out.write(f"  {'':<24} params: {params}\n")
+            if getattr(entry, "license", None):
+                out.write(f"  {'':<24} source: {entry.source} ({entry.license})\n")
     sys.stdout.write(out.getvalue())
     return EXIT_OK
 

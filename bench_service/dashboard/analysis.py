@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from bench_service.dashboard.labels import metric_label
+from bench_service.sweep.cost import cost_by_cell, equal_time_values
 from bench_service.sweep.stats import CiMethod, performance_profile, ranks, summarize
 from bench_service.vocab import AXES, TUNED_AXES, metric_mode
 
@@ -146,16 +147,22 @@ def cell_labels(trials: pd.DataFrame, *, with_workload: bool = False) -> pd.Seri
     )
 
 
-def leaderboard(trials: pd.DataFrame, objective: str, mode: str) -> pd.DataFrame:
+def leaderboard(trials: pd.DataFrame, objective: str, mode: str,
+                curves: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per workload and cell: mean ± std and 95 % CI over seeds, and the rank.
 
     Columns: ``workload, cell, cell_key, optimizer, scheduler, regularizer, rank, mean, std,
-    ci_low, ci_high, n, seeds, diverged, failed``; ``n`` is the number of finite values the
-    mean and CI rest on, ``seeds`` the number of runs. Sorted by workload and rank; rank 1 is
-    the best mean (ties share a rank, cells without a finite value rank last).
+    ci_low, ci_high, n, seeds, diverged, failed, rank_time, mean_at_time, step_time_ms,
+    vs_sgd, state_bytes``; ``n`` is the number of finite values the mean and CI rest on,
+    ``seeds`` the number of runs. Sorted by workload and rank; rank 1 is the best mean (ties
+    share a rank, cells without a finite value rank last). ``rank`` is at equal steps;
+    ``rank_time`` at equal wall-clock (``sweep.cost``; from ``curves``: the objective's epoch
+    points ``trial_id, wall_time, value``, NaN without them); ``vs_sgd`` is the step-time
+    overhead relative to plain SGD on the same workload.
     """
     columns = ["workload", "cell", "cell_key", *CELL_AXES, "rank", "mean", "std", "ci_low",
-               "ci_high", "n", "seeds", "diverged", "failed"]
+               "ci_high", "n", "seeds", "diverged", "failed", "rank_time", "mean_at_time",
+               "step_time_ms", "vs_sgd", "state_bytes"]
     if trials.empty:
         return pd.DataFrame(columns=columns)
     frame = trials.assign(
@@ -178,7 +185,29 @@ def leaderboard(trials: pd.DataFrame, objective: str, mode: str) -> pd.DataFrame
         r = ranks(dict(zip(g["cell_key"], g["mean"], strict=True)), mode)
         board.loc[g.index, "rank"] = [r[k] for k in g["cell_key"]]
     board["rank"] = board["rank"].astype("int64")
+    _add_cost(board, frame, mode, curves)
     return board.sort_values(["workload", "rank", "cell"]).reset_index(drop=True)[columns]
+
+
+def _add_cost(board: pd.DataFrame, trials: pd.DataFrame, mode: str,
+              curves: pd.DataFrame | None) -> None:
+    """The equal wall-clock rank and the step cost columns (``sweep.cost``), in place."""
+    cost = cost_by_cell(trials)
+    for c in ("step_time_ms", "vs_sgd", "state_bytes"):
+        board[c] = [float(cost.at[k, c]) if k in cost.index else math.nan
+                    for k in board["cell_key"]]
+    board["mean_at_time"] = math.nan
+    board["rank_time"] = pd.array([pd.NA] * len(board), dtype="Int64")
+    if curves is None or curves.empty:
+        return
+    at_time, _ = equal_time_values(trials, curves, mode)
+    for i, row in board.iterrows():
+        ids = trials.loc[trials["cell_key"] == row["cell_key"], "trial_id"]
+        board.at[i, "mean_at_time"] = summarize(
+            [at_time.get(int(t), math.nan) for t in ids], method=CI_METHOD).mean
+    for _workload, g in board.groupby("workload"):
+        r = ranks(dict(zip(g["cell_key"], g["mean_at_time"], strict=True)), mode)
+        board.loc[g.index, "rank_time"] = [r[k] for k in g["cell_key"]]
 
 
 def distinct_curves(runs: pd.DataFrame, by: Sequence[str] = ("facet", "line")) -> pd.DataFrame:

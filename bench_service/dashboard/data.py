@@ -232,7 +232,21 @@ def leaderboard(url: str, sweep_id: int, fp: str, objective: str, mode: str) -> 
     from bench_service.dashboard import analysis
 
     ranked, _ = analysis.ranked_trials(trials(url, sweep_id, fp))
-    return analysis.leaderboard(ranked, objective, mode)
+    return analysis.leaderboard(ranked, objective, mode,
+                                curves=_objective_curves(url, sweep_id, objective))
+
+
+def _objective_curves(url: str, sweep_id: int, objective: str) -> pd.DataFrame | None:
+    """The objective's epoch points against wall time, for the equal wall-clock rank."""
+    which, _, name = objective.partition(":")
+    if which != "final" or not name:
+        return None
+    try:
+        frame = q.run_curves(store(url), sweep_id, name=name, scope="epoch", x="wall_time",
+                             max_points=2000, axes=False)
+    except ValueError:  # a metric name the curve query does not accept
+        return None
+    return frame.rename(columns={"x": "wall_time"})[["trial_id", "wall_time", "value"]]
 
 
 @st.cache_data(ttl=LONG_TTL, max_entries=16, show_spinner=False)

@@ -104,6 +104,10 @@ description: Every optimizer, scheduler and regularizer at default settings on {
 {_flow("regularizers", axes["regularizers"])}
 seeds: [0]
 budget: {{epochs: 3}}
+# Some pairs are not meant to be run and are skipped (each listed when the sweep starts):
+# muon on a model with no hidden 2-D matrix ({workload}'s only Linear is its head), and the
+# schedule-free optimizers with any schedule but constant (they schedule themselves).
+skip_incompatible: true
 
 resources: {{cpus_per_trial: 1, gpus_per_trial: 0}}
 """

@@ -42,6 +42,19 @@ class OptimizerEntry:
     hyperparams: ParamSpace
     factory: Callable[[ParamsT, Mapping[str, Any]], torch.optim.Optimizer]
     update_rule: str = ""
+    #: Where the implementation comes from (a pip distribution, or ``bench_service``).
+    source: str = "torch"
+    #: SPDX licence of that implementation.
+    license: str = "BSD-3-Clause"
+    #: Param groups from the model (``model -> groups``), e.g. Muon's hidden matrices vs the
+    #: rest; it raises ``IncompatibleError`` for a model the optimizer is not meant for. The
+    #: runner checks it before training (``prepare_trial``) and builds with its groups.
+    param_groups: Callable[[torch.nn.Module], list[dict[str, Any]]] | None = None
+    #: The optimizer keeps separate train/eval points (schedule-free): the runner calls
+    #: ``optimizer.eval()`` around every evaluation and ``optimizer.train()`` after it.
+    train_eval_modes: bool = False
+    #: Schedulers it may be combined with (``None``: any); others are refused up front.
+    schedulers: tuple[str, ...] | None = None
 
 
 OPTIMIZERS: Registry[OptimizerEntry] = Registry("optimizers", kind=OptimizerEntry)
@@ -279,7 +292,9 @@ OPTIMIZERS.register(
                 help="m₀ = s₀ (1e-6 as torch_optimizer / pytorch_optimizer / TF-Addons' s₀)",
             ),
         )),
-        lambda params, hp: Yogi(
+        source="bench_service",
+        license="Apache-2.0",
+        factory=lambda params, hp: Yogi(
             params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"]), eps=hp["eps"],
             initial_accumulator=hp["initial_accumulator"],
         ),
@@ -296,5 +311,12 @@ OPTIMIZERS.register(
         ParamSpace((lr_param(1e-4, 1e-6, 1e-2), *_betas(0.9, 0.99))),
         lambda params, hp: Lion(params, lr=hp["lr"], betas=(hp["beta1"], hp["beta2"])),
         update_rule="c = β1 m + (1-β1) g ; w ← w - η sgn(c) ; m ← β2 m + (1-β2) g",
+        source="bench_service",
+        license="Apache-2.0",
     )
 )
+
+
+# The 2024-2026 optimizers (Muon, Adafactor, schedule-free, pytorch-optimizer's) live in their
+# own module; importing it registers them after the classics above.
+from bench_service.engine import optimizers_modern  # noqa: E402, F401

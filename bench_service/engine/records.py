@@ -61,6 +61,14 @@ class TrialResult:
     step_to_target: int | None = None
     time_to_target: float | None = None
     device: str = "cpu"
+    #: Mean and 90th percentile of ``optimizer.step()`` in seconds (device-synchronised on
+    #: CUDA; the first step, which allocates the state, left out): see ``engine.cost``.
+    step_time_mean: float | None = None
+    step_time_p90: float | None = None
+    #: Bytes of the optimizer's state tensors.
+    optimizer_state_bytes: int | None = None
+    #: CUDA peak allocated bytes on a GPU; on CPU, bytes of parameters + gradients + state.
+    peak_memory_bytes: int | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def curve(self, name: str, scope: Scope | None = None) -> list[tuple[int, float]]:

@@ -18,10 +18,12 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
 import torch
 
 from bench_service.engine.config import Component, TrialConfig
-from bench_service.engine.errors import ConfigError, StopTrial
+from bench_service.engine.cost import StepCost
+from bench_service.engine.errors import ConfigError, IncompatibleError, StopTrial
 from bench_service.engine.optimizers import OPTIMIZERS, resolve_optimizer
 from bench_service.engine.records import MetricPoint, Scope, TrialResult
 from bench_service.engine.regularizers import REGULARIZERS, RegularizerEntry, resolve_regularizer
@@ -78,6 +80,7 @@ def prepare_trial(config: TrialConfig | Mapping[str, Any]) -> PreparedTrial:
     reg_hp = resolve_regularizer(cfg.regularizer)
     arch = reg_entry.arch_options(reg_hp)
     workload.check_arch(arch, where="regularizer")
+    _check_optimizer_fits(cfg, workload, arch)
     if cfg.device.startswith("cuda") and not torch.cuda.is_available():
         raise ConfigError("device", f"{cfg.device!r} requested but CUDA is not available here")
 
@@ -94,6 +97,34 @@ def prepare_trial(config: TrialConfig | Mapping[str, Any]) -> PreparedTrial:
         cfg, workload, opt_hp, sched_hp, reg_entry, reg_hp, arch, batch_size,
         steps_per_epoch, epochs, total,
     )
+
+
+def _check_optimizer_fits(cfg: TrialConfig, workload: Workload, arch: ArchOptions) -> None:
+    """Refuse, before anything trains, an optimizer on a model or schedule it is not for."""
+    entry = OPTIMIZERS.get(cfg.optimizer.name, where="optimizer.name")
+    if entry.schedulers is not None and cfg.scheduler.name.lower() not in entry.schedulers:
+        raise IncompatibleError(
+            "scheduler.name",
+            f"{entry.name} schedules itself (constant with warm-up by construction: use its "
+            f"warmup_steps); scheduler must be {' or '.join(map(repr, entry.schedulers))}, "
+            f"got {cfg.scheduler.name!r}",
+        )
+    if entry.param_groups is not None:
+        key = (entry.name, workload.name, tuple(sorted(workload.params.items())), arch)
+        if key not in _FITS:  # the split depends on the model's structure, not its seed
+            try:
+                entry.param_groups(workload.init_model(cfg.seed, arch))
+                _FITS[key] = None
+            except IncompatibleError as exc:
+                _FITS[key] = exc
+        refused = _FITS[key]
+        if refused is not None:
+            raise refused
+
+
+#: ``_check_optimizer_fits``' verdicts by (optimizer, workload, params, arch): the planner
+#: checks every grid cell, and building a model per cell would dominate planning.
+_FITS: dict[tuple[Any, ...], IncompatibleError | None] = {}
 
 
 def _best(name: str, values: list[float]) -> float:
@@ -179,6 +210,12 @@ def run_trial(
         result.error = f"{type(exc).__name__}: {exc}\n{traceback.format_exc(limit=8)}"
     with contextlib.suppress(Exception):  # a failing callback at the end must not lose the record
         rec.flush()
+    if "cost" in state:
+        cost, params, optimizer = state["cost"]
+        with contextlib.suppress(Exception):
+            cost.sample_memory(params, optimizer)
+        for key, value in cost.summary().items():
+            setattr(result, key, value)
     result.metrics = rec.points
     result.steps = state["step"]
     result.epochs = max(result.epochs, state["epoch"])
@@ -222,6 +259,7 @@ def _train(
     wl = prep.workload
     dev = torch.device(cfg.device)
     torch.manual_seed(cfg.seed)  # dropout masks and any other in-model randomness
+    np.random.seed(cfg.seed % 2**32)  # optimizers that draw from numpy (Kron's update coin)
     data = wl.data()
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
     x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
@@ -231,7 +269,12 @@ def _train(
     model.train()
     params = [p for p in model.parameters() if p.requires_grad]
     reg_params = wl.regularized_parameters(model)
-    optimizer = OPTIMIZERS.get(cfg.optimizer.name).factory(params, prep.optimizer_params)
+    opt_entry = OPTIMIZERS.get(cfg.optimizer.name)
+    groups = opt_entry.param_groups(model) if opt_entry.param_groups is not None else params
+    optimizer = opt_entry.factory(groups, prep.optimizer_params)
+    train_eval = opt_entry.train_eval_modes
+    cost = StepCost(dev)
+    state["cost"] = (cost, params, optimizer)  # summarised by run_trial however training ends
     plan = SchedulePlan(prep.epochs, prep.steps_per_epoch)
     sched_entry = SCHEDULERS.get(cfg.scheduler.name)
     schedule = sched_entry.factory(optimizer, prep.scheduler_params, plan, prep.scheduler_params[
@@ -300,7 +343,9 @@ def _train(
                 before_step(reg_params, optimizer, reg_hp)
             if clip_at_zero:
                 signs = [p.detach().sign() for p in reg_params]
-            optimizer.step()
+            cost.timed_step(optimizer)
+            if step == 0:
+                cost.sample_memory(params, optimizer)
             if clip_at_zero:
                 _clip_at_zero(reg_params, signs, float(reg_hp["strength"]))
             if per_step_schedule:
@@ -324,7 +369,11 @@ def _train(
             break
         rec.add("train_loss", float(epoch_loss) / max(epoch_steps, 1), step, epoch, "epoch")
         model.eval()
+        if train_eval:
+            optimizer.eval()  # type: ignore[attr-defined]  # evaluate at the averaged point
         metrics = wl.evaluate(model, x_val, y_val)
+        if train_eval:
+            optimizer.train()  # type: ignore[attr-defined]
         model.train()
         for key, val in metrics.items():
             rec.add(key, val, step, epoch, "epoch")

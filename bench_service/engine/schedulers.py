@@ -530,3 +530,8 @@ SCHEDULERS.register(SchedulerEntry(
     factory=closed_form(_poly_lr),
     formula=_poly_lr,
 ))
+
+
+# The schedules of current LM/vision recipes (wsd, linear, one_cycle, rex, constant_warmup)
+# live in their own module; importing it registers them after the classics above.
+from bench_service.engine import schedulers_modern  # noqa: E402, F401

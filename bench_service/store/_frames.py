@@ -49,6 +49,10 @@ TRIALS_FRAME_COLUMNS: tuple[str, ...] = (
     "epochs",
     "wall_time",
     "examples_per_sec",
+    "step_time_mean",
+    "step_time_p90",
+    "optimizer_state_bytes",
+    "peak_memory_bytes",
     "diverged_step",
     "step_to_target",
     "time_to_target",
@@ -82,10 +86,13 @@ CURVES_FRAME_COLUMNS: tuple[str, ...] = (
 )
 _NULLABLE_INTS = (
     "seed", "number", "attempt", "steps", "epochs", "diverged_step", "step_to_target",
+    "optimizer_state_bytes", "peak_memory_bytes",
 )
 _FLOATS = (
     "wall_time",
     "examples_per_sec",
+    "step_time_mean",
+    "step_time_p90",
     "time_to_target",
     "final_val_loss",
     "final_val_accuracy",

@@ -217,6 +217,10 @@ _SUMMARY_COLUMNS: tuple[str, ...] = (
     "time_to_target", "step_to_target", "final", "best", "params", "started_at", "finished_at",
     "objective",
 )
+#: The cost of a step (revision 0005); NULL for a database the dashboard opens unmigrated.
+_COST_COLUMNS: tuple[str, ...] = (
+    "step_time_mean", "step_time_p90", "optimizer_state_bytes", "peak_memory_bytes",
+)
 
 
 def trial_summaries(
@@ -235,18 +239,21 @@ def trial_summaries(
         # database the dashboard opens without migrating may predate it.
         has_objective = "objective" in (_existing_columns(conn, TRIALS.name) or set())
         objective = t.objective if has_objective else null().cast(Float)
-        columns = [t.id, *(t[name] for name in _SUMMARY_COLUMNS[1:-1]), objective]
+        existing = _existing_columns(conn, TRIALS.name) or set()
+        cost = [t[c] if c in existing else null().cast(Float) for c in _COST_COLUMNS]
+        columns = [t.id, *(t[name] for name in _SUMMARY_COLUMNS[1:-1]), objective, *cost]
         stmt = select(*columns).where(t.sweep_id == sweep_id).order_by(t.id)
         if role is not None:
             stmt = stmt.where(t.role.in_(list(role)))
-        frame = _frame(conn.execute(stmt).all(), _SUMMARY_COLUMNS)
+        frame = _frame(conn.execute(stmt).all(), (*_SUMMARY_COLUMNS, *_COST_COLUMNS))
     frame["trial_id"] = frame["trial_id"].astype("int64")
     for name in ("seed", "number", "attempt", "diverged_step", "steps", "epochs",
                  "step_to_target"):
         frame[name] = pd.array(
             [None if v is None else int(v) for v in frame[name]], dtype="Int64"
         )
-    _numeric(frame, ("wall_time", "examples_per_sec", "time_to_target", "objective"))
+    _numeric(frame, ("wall_time", "examples_per_sec", "time_to_target", "objective",
+                     *_COST_COLUMNS))
     for name in ("final", "best", "params"):
         frame[name] = [v if isinstance(v, dict) else {} for v in frame[name]]
     for name in ("started_at", "finished_at"):

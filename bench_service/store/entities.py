@@ -108,6 +108,10 @@ class TrialInfo:
     epochs: int | None
     wall_time: float | None
     examples_per_sec: float | None
+    step_time_mean: float | None
+    step_time_p90: float | None
+    optimizer_state_bytes: int | None
+    peak_memory_bytes: int | None
     time_to_target: float | None
     step_to_target: int | None
     final: dict[str, float] | None

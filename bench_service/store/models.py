@@ -141,6 +141,12 @@ class Trial(Base):
     epochs: Mapped[int | None] = mapped_column(Integer)
     wall_time: Mapped[float | None] = mapped_column(Float)
     examples_per_sec: Mapped[float | None] = mapped_column(Float)
+    #: The cost of a step (revision 0005): ``optimizer.step()`` mean and p90 seconds, the
+    #: optimizer's state bytes, peak memory bytes (CUDA peak, or params+grads+state on CPU).
+    step_time_mean: Mapped[float | None] = mapped_column(Float)
+    step_time_p90: Mapped[float | None] = mapped_column(Float)
+    optimizer_state_bytes: Mapped[int | None] = mapped_column(BigInteger)
+    peak_memory_bytes: Mapped[int | None] = mapped_column(BigInteger)
     time_to_target: Mapped[float | None] = mapped_column(Float)
     step_to_target: Mapped[int | None] = mapped_column(Integer)
     final: Mapped[dict[str, float] | None] = mapped_column(JSONValue)

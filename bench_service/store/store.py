@@ -76,6 +76,8 @@ VERSION = sa_table(VERSION_TABLE, sa_column("version_num"))
 #: Columns of ``cells_frame`` (one row per tuned cell).
 CELL_COLUMNS = tuple(c.name for c in Cell.__table__.columns if c.name not in ('id', 'sweep_id'))
 
+#: The cost of a step, per trial (revision 0005; ``engine.cost``).
+COST_COLUMNS = ("step_time_mean", "step_time_p90", "optimizer_state_bytes", "peak_memory_bytes")
 #: Keys ``finish_trial`` writes (``TrialResult``'s fields except ``metrics`` and ``extra``).
 SUMMARY_KEYS: frozenset[str] = frozenset(
     {
@@ -86,6 +88,7 @@ SUMMARY_KEYS: frozenset[str] = frozenset(
         "epochs",
         "wall_time",
         "examples_per_sec",
+        *COST_COLUMNS,
         "diverged_step",
         "error",
         "step_to_target",
@@ -112,6 +115,7 @@ _RESULT_COLUMNS = (
     "epochs",
     "wall_time",
     "examples_per_sec",
+    *COST_COLUMNS,
     "time_to_target",
     "step_to_target",
     "final",
@@ -593,6 +597,10 @@ class Store:
             "epochs": summary.get("epochs"),
             "wall_time": finite_or_none(summary.get("wall_time")),
             "examples_per_sec": finite_or_none(summary.get("examples_per_sec")),
+            "step_time_mean": finite_or_none(summary.get("step_time_mean")),
+            "step_time_p90": finite_or_none(summary.get("step_time_p90")),
+            "optimizer_state_bytes": summary.get("optimizer_state_bytes"),
+            "peak_memory_bytes": summary.get("peak_memory_bytes"),
             "diverged_step": summary.get("diverged_step"),
             "error": summary.get("error"),
             "step_to_target": summary.get("step_to_target"),

@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import pandas as pd
 
+from bench_service.sweep.cost import cost_by_cell, equal_time_values
 from bench_service.sweep.stats import ranks, summarize
 from bench_service.vocab import TUNED_AXES, metric_mode
 
@@ -28,9 +29,13 @@ if TYPE_CHECKING:
 
 BEST_COLUMNS = [
     "rank", "workload", "optimizer", "scheduler", "regularizer", "objective", "mean", "std",
-    "ci95_low", "ci95_high", "n", "n_seeds", "n_diverged", "best_params", "tuning_trials",
-    "tuning_pruned", "tuning_cpu_seconds", "cell_key",
+    "ci95_low", "ci95_high", "n", "n_seeds", "n_diverged", "rank_time", "mean_at_time",
+    "time_budget_s", "step_time_ms", "vs_sgd", "state_bytes", "peak_memory_bytes",
+    "best_params", "tuning_trials", "tuning_pruned", "tuning_cpu_seconds", "cell_key",
 ]
+#: Columns of the equal wall-clock ranking and of the step cost (``sweep.cost``).
+TIME_COLUMNS = ["rank_time", "mean_at_time", "time_budget_s"]
+COST_COLUMNS = ["step_time_ms", "vs_sgd", "state_bytes", "peak_memory_bytes"]
 
 
 def _format_params(params: Any) -> str:
@@ -62,7 +67,10 @@ def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
 
     Columns: ``BEST_COLUMNS`` (a plain grid has no ``tuning_*`` ones). ``n`` is how many
     seeds have a finite objective (what mean, std and CI rest on), ``n_seeds`` how many ran,
-    ``n_diverged`` how many diverged.
+    ``n_diverged`` how many diverged. ``rank`` is at equal steps (the end of the budget),
+    ``rank_time`` at equal wall-clock (``mean_at_time``: the objective at the workload's
+    ``time_budget_s``, see ``sweep.cost``); ``step_time_ms`` is the cell's median optimizer
+    step, ``vs_sgd`` its ratio to plain SGD's on the same workload.
     """
     from bench_service.store import StoreError
 
@@ -75,8 +83,19 @@ def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
     trials = store.trials_frame(sweep, role="final" if tuned else "grid", **filters)
     cells = store.cells_frame(sweep).set_index("cell_key") if tuned else pd.DataFrame()
     rows: list[dict[str, Any]] = []
+    timed = metric != "time_to_target" and not trials.empty
+    at_time: dict[int, float] = {}
+    budgets: dict[str, float] = {}
+    if timed:
+        curves = store.curves_frame(sweep, names=[metric], scope="epoch",
+                                    role="final" if tuned else "grid", **filters)
+        at_time, budgets = equal_time_values(trials, curves, mode)
+    cost = cost_by_cell(trials) if not trials.empty else pd.DataFrame()
     for key, group in trials.groupby("cell_key", sort=False):
         values = [_value(r, metric, mode) for r in group.itertuples()]
+        timed_s = summarize([at_time.get(int(t), math.nan) for t in group["trial_id"]],
+                            method="bootstrap") if timed else None
+        cell_cost = cost.loc[key] if key in cost.index else None
         s = summarize(values, method="bootstrap")
         first = group.iloc[0]
         cell = cells.loc[key] if tuned and key in cells.index else None
@@ -91,6 +110,11 @@ def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
             "objective": f"{metric} ({mode})", "mean": s.mean, "std": s.std,
             "ci95_low": s.ci_low, "ci95_high": s.ci_high, "n": s.n, "n_seeds": len(group),
             "n_diverged": int((group["status"] == "diverged").sum()),
+            "rank_time": 0,
+            "mean_at_time": timed_s.mean if timed_s is not None else math.nan,
+            "time_budget_s": budgets.get(str(first["workload"]), math.nan),
+            **{c: float(cell_cost[c]) if cell_cost is not None else math.nan
+               for c in COST_COLUMNS},
             "best_params": _format_params(params),
             "tuning_trials": int(cell["n_tuning"]) if cell is not None else None,
             "tuning_pruned": int(cell["n_pruned"]) if cell is not None else None,
@@ -104,6 +128,10 @@ def best_table(store: Store, sweep: str, **filters: Any) -> pd.DataFrame:
         sub = table.loc[idx]
         r = ranks({k: m for k, m in zip(sub["cell_key"], sub["mean"], strict=True)}, mode)
         table.loc[idx, "rank"] = [r[k] for k in sub["cell_key"]]
+        r_time = ranks(dict(zip(sub["cell_key"], sub["mean_at_time"], strict=True)), mode)
+        table.loc[idx, "rank_time"] = [r_time[k] for k in sub["cell_key"]]
+    if not timed:
+        table = table.drop(columns=TIME_COLUMNS)
     if not tuned:  # a plain grid has no tuning cost to show
         table = table.drop(columns=["tuning_trials", "tuning_pruned", "tuning_cpu_seconds"])
     return table.sort_values(["workload", "rank"], kind="stable").reset_index(drop=True)

@@ -311,3 +311,69 @@ def test_unknown_name_suggests_closest() -> None:
         resolve_scheduler(Component("cosin"))
     assert err.value.field == "scheduler.name"
     assert "'cosine'" in str(err.value)
+
+
+# --- the modern schedules (wsd, linear, one_cycle, rex, constant_warmup) ----------------------
+
+
+@pytest.mark.parametrize(
+    ("shape", "f"),
+    [("linear", lambda p: 1 - p), ("cosine", lambda p: 0.5 * (1 + math.cos(math.pi * p))),
+     ("1-sqrt", lambda p: 1 - math.sqrt(p))],
+)
+def test_wsd_warms_up_holds_then_decays(shape: str, f: Callable[[float], float]) -> None:
+    # 40 updates: warm-up 4, stable 4..29, decay over the last 10 to a floor of 0.01.
+    _, got = drive("wsd", {"warmup": 4, "decay": 10, "shape": shape, "min_lr": 0.01},
+                   epochs=4, steps_per_epoch=10)
+    expected = [LR0 * k / 5 for k in range(1, 5)] + [LR0] * 26
+    expected += [0.01 + (LR0 - 0.01) * f(k / 10) for k in range(10)]
+    assert_curve(got, expected)
+
+
+def test_wsd_decay_fraction_and_no_warmup() -> None:
+    _, got = drive("wsd", {"warmup": 0, "decay": 0.25, "shape": "linear"}, epochs=2,
+                   steps_per_epoch=10)
+    assert_curve(got, [LR0] * 15 + [LR0 * (1 - k / 5) for k in range(5)])
+
+
+def test_wsd_refuses_warmup_plus_decay_beyond_budget() -> None:
+    with pytest.raises(ConfigError) as err:
+        drive("wsd", {"warmup": 8, "decay": 5}, epochs=1, steps_per_epoch=10)
+    assert err.value.field == "scheduler.params.warmup"
+
+
+@pytest.mark.parametrize("min_lr", [0.0, 0.02])
+def test_linear_to_zero_or_floor(min_lr: float) -> None:
+    _, got = drive("linear", {"min_lr": min_lr}, epochs=3, steps_per_epoch=8)
+    assert_curve(got, [min_lr + (LR0 - min_lr) * (1 - k / 24) for k in range(24)])
+
+
+@pytest.mark.parametrize("pct_start", [0.3, 0.25])
+def test_one_cycle_is_torchs_one_cycle_rate(pct_start: float) -> None:
+    """Against ``torch.optim.lr_scheduler.OneCycleLR`` itself (momentum cycling off)."""
+    total = 40
+    _, got = drive("one_cycle", {"pct_start": pct_start, "div_factor": 10.0,
+                                 "final_div_factor": 100.0}, epochs=4, steps_per_epoch=10)
+    w = torch.nn.Parameter(torch.tensor([1.0]))
+    opt = torch.optim.SGD([w], lr=LR0)
+    ref = torch.optim.lr_scheduler.OneCycleLR(
+        opt, max_lr=LR0, total_steps=total, pct_start=pct_start, div_factor=10.0,
+        final_div_factor=100.0, cycle_momentum=False,
+    )
+    expected = []
+    for _ in range(total):
+        expected.append(opt.param_groups[0]["lr"])
+        opt.step()
+        ref.step()
+    assert_curve(got, expected)
+    assert max(got) == pytest.approx(LR0) and got[0] == pytest.approx(LR0 / 10)
+
+
+def test_rex() -> None:
+    _, got = drive("rex", epochs=2, steps_per_epoch=10)
+    assert_curve(got, [LR0 * (1 - k / 20) / (0.5 + 0.5 * (1 - k / 20)) for k in range(20)])
+
+
+def test_constant_warmup() -> None:
+    _, got = drive("constant_warmup", {"warmup": 0.2}, epochs=2, steps_per_epoch=10)
+    assert_curve(got, [LR0 * k / 5 for k in range(1, 5)] + [LR0] * 16)

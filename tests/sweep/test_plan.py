@@ -45,8 +45,14 @@ def plan(**changes: Any):  # type: ignore[no-untyped-def]
 def test_examples_parse_and_plan(name: str) -> None:
     start = time.perf_counter()
     p = plan_sweep(load_spec(EXAMPLES / f"{name}.yaml"))
-    assert time.perf_counter() - start < 5.0
-    assert p.name == name and p.cells and not p.skipped
+    # 5 s per 1,500 cells (all_algorithms grows with every registered entry).
+    assert time.perf_counter() - start < 5.0 * max(1.0, len(p.cells) / 1500)
+    assert p.name == name and p.cells
+    # Only the pairs that are not meant to run are skipped: muon without a hidden matrix
+    # (cnn_digits), schedule-free optimizers with a schedule of their own.
+    assert all(c.optimizer == "muon" or (c.optimizer.startswith("schedule_free")
+                                         and c.scheduler != "constant") for c in p.skipped)
+    assert bool(p.skipped) == (name == "all_algorithms")
     assert "bench run examples/" in (EXAMPLES / f"{name}.yaml").read_text()
 
 
