@@ -62,6 +62,7 @@ TRIALS_FRAME_COLUMNS: tuple[str, ...] = (
     "final",
     "best",
     "error",
+    "execution",
     "started_at",
     "finished_at",
 )
@@ -106,6 +107,7 @@ _TRIAL_TEXT = (
     "host",
     "device",
     "error",
+    "execution",
 )
 _CURVE_TEXT = (*AXES, "status", "name", "scope")
 
