@@ -168,3 +168,31 @@ def test_sigkill_mid_pack_then_resume_runs_every_member_once(tmp_path: Path) -> 
     assert (val.groupby("trial_id").size() == 6).all()
     assert not val.duplicated(["trial_id", "step"]).any()
     store.close()
+
+
+TUNED = {
+    "name": "tunedpack", "workloads": [MLP], "optimizers": ["sgd", "adam"],
+    "budget": {"steps": 25}, "execution": {"pack": 3},
+    "tuning": {"trials_per_cell": 4, "sampler": "random", "pruner": "none",
+               "final_seeds": [0, 1]},
+}
+
+
+def test_tuned_sweep_packs_batch_asked_trials_with_equal_budgets(tmp_path: Path) -> None:
+    """Each cell's Optuna study is asked K trials at once per pack; budgets stay equal."""
+    db = tmp_path / "bench.db"
+    spec = write_spec(tmp_path / "tuned.yaml", TUNED)
+    proc = run_bench("run", str(spec), "--db", str(db), "--num-cpus", "2", "--no-progress",
+                     cwd=tmp_path, timeout=1800)
+    assert proc.returncode == 0, proc.stderr
+    store = Store(str(db))
+    trials = store.trials_frame("tunedpack")
+    tuning = trials[trials["role"] == "tuning"]
+    assert (tuning.groupby("cell_key").size() == 4).all() and tuning["cell_key"].nunique() == 2
+    assert not tuning.duplicated(["cell_key", "number"]).any()
+    # packs of 3, then the budget's last 1: every tuning trial ran packed
+    assert tuning["execution"].str.startswith("packed (").all(), tuning["execution"].tolist()
+    assert set(tuning["execution"]) == {"packed (3 members)", "packed (1 members)"}
+    finals = trials[trials["role"] == "final"]
+    assert (finals.groupby("cell_key").size() == 2).all()
+    store.close()
