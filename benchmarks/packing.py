@@ -145,11 +145,19 @@ def main() -> None:
     ap.add_argument("--sweep-pack", type=int, default=64,
                     help="pack size of the packed sweep on CPU (CUDA uses auto)")
     ap.add_argument("--skip-sweep", action="store_true")
+    ap.add_argument("--only-sweep", action="store_true", help="skip the trial-steps/s part")
     args = ap.parse_args()
     dev = args.device
     name = torch.cuda.get_device_name() if dev.startswith("cuda") else f"cpu x{os.cpu_count()}"
     print(f"device {dev} ({name}), torch {torch.__version__}, mlp_digits hidden {HIDDEN}, "
           f"adam, batch {BATCH}, {args.steps} steps per trial")
+    if not args.only_sweep:
+        throughput(args, dev)
+    if not args.skip_sweep:
+        whole_sweep(args, dev)
+
+
+def throughput(args: argparse.Namespace, dev: str) -> None:
     base = one_at_a_time(args.one, args.steps, dev)
     print(f"one at a time:            {base:10.0f} trial-steps/s")
     procs = process_packing(args.procs, args.per_proc, args.steps, dev)
@@ -159,8 +167,9 @@ def main() -> None:
         r = packed(k, args.steps, dev)
         print(f"packed K={k:<4d}              {r:10.0f} trial-steps/s  {r / base:6.1f}x one at "
               f"a time, {r / procs:6.2f}x process packing")
-    if args.skip_sweep:
-        return
+
+
+def whole_sweep(args: argparse.Namespace, dev: str) -> None:
     gpus = dev.startswith("cuda")
     num_cpus = os.cpu_count() or 2
     unpacked_gpus = 1.0 / args.procs if gpus else 0.0
