@@ -326,7 +326,7 @@ _DESCRIPTION_WIDTH = 40
 TABLE_COLUMNS = ["trial_id", "workload", "optimizer", "scheduler", "regularizer", "seed",
                  "status", "final_val_loss", "best_val_loss", "final_val_accuracy",
                  "best_val_accuracy", "diverged_step", "wall_time", "step_time_mean",
-                 "step_time_p90", "optimizer_state_bytes", "peak_memory_bytes"]
+                 "step_time_p90", "optimizer_state_bytes", "peak_memory_bytes", "execution"]
 
 
 def cmd_results(args: argparse.Namespace) -> int:

@@ -120,8 +120,15 @@ class GridRun:
         return True
 
     def source(self, capacity: int) -> GridSource:
+        from bench_service.cluster.packing import pack_jobs, pack_size
+
         total = len(self.plan.trials)
-        return GridSource(jobs_of(self.todo), total=total, already=total - len(self.todo),
+        jobs = jobs_of(self.todo)
+        size = pack_size(self.plan.spec.execution.pack,
+                         self.todo[0].config if self.todo else None)
+        if size:
+            jobs = pack_jobs(jobs, size)
+        return GridSource(jobs, total=total, already=total - len(self.todo),
                           store=self.store, sweep_id=self.sweep.id)
 
     def report(self, outcome: SweepOutcome, store: Store) -> int:

@@ -13,6 +13,10 @@ owns everything else, the same for both:
 - **store**: each outcome is committed by the driver as it arrives (``collect``); a trial
   counts as finished once it is stored. A trial Ray lost after its retries is stored
   ``failed`` and reported ``lost`` to the source (tuning replaces it uncounted).
+- **packs**: a source may hand out a job whose ``members`` are jobs: one Ray task trains
+  them as one program (``tasks.execute_pack``, the engine's packed runner) and returns one
+  outcome per member; each member is stored as its own trial and told to the source on its
+  own (``on_done`` per member), so resume, cancel, retry and exactly-once hold per member.
 - **cancel** (one path, ``_cancel``): outcomes already returned are stored and handed to the
   source, the metric writer is stopped (so nothing a still-running trial sends lands after
   the cancelled marks; tasks are not ``ray.cancel``led, see ``stop_writer``), then the source
@@ -34,11 +38,12 @@ from bench_service.cluster.sweep_runner import (
     Progress,
     Writer,
     collect,
+    collect_pack,
     ensure_ready,
     start_writer,
     stop_writer,
 )
-from bench_service.cluster.tasks import PruningHook, execute_trial
+from bench_service.cluster.tasks import PruningHook, execute_pack, execute_trial
 
 if TYPE_CHECKING:
     from bench_service.store import Store
@@ -59,6 +64,9 @@ class Job:
     ``role`` is the trial's role (``bench_service.vocab.ROLES``); ``cell_key`` and ``number``
     (its Optuna trial number, ``-1`` if none) let a tuning source tell the outcome to the
     cell's study; ``pruning`` is where the task reports its per-epoch metric.
+
+    A job with ``members`` is a pack: its members (plain jobs) train as one task and the
+    pack's own ``trial_id``/``config`` are unused (``pack_of`` builds one).
     """
 
     trial_id: int
@@ -67,6 +75,17 @@ class Job:
     cell_key: str = ""
     number: int = -1
     pruning: PruningHook | None = None
+    members: tuple[Job, ...] = ()
+
+    def leaves(self) -> tuple[Job, ...]:
+        """The trials this job runs: its members, or itself."""
+        return self.members or (self,)
+
+
+def pack_of(members: list[Job]) -> Job:
+    """One job training ``members`` together (a single member still runs through the packed
+    task, which records why it could not be packed, if it could not)."""
+    return Job(-1, {}, role="pack", members=tuple(members))
 
 
 class Cancelled(NamedTuple):
@@ -150,6 +169,10 @@ def run_loop(
         num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial,
         max_retries=resources.max_retries, retry_exceptions=False,
     )
+    pack_task = ray.remote(execute_pack).options(
+        num_cpus=resources.cpus_per_trial, num_gpus=resources.gpus_per_trial,
+        max_retries=resources.max_retries, retry_exceptions=False,
+    )
     window = submission_window(capacity)
     in_flight: dict[Any, Job] = {}
 
@@ -157,7 +180,13 @@ def run_loop(
         free = window - len(in_flight)
         if free > 0:
             for job in source.next_jobs(free):
-                in_flight[task.remote(job.trial_id, job.config, writer_name, job.pruning)] = job
+                if job.members:
+                    ref = pack_task.remote([m.trial_id for m in job.members],
+                                           [m.config for m in job.members], writer_name,
+                                           [m.pruning for m in job.members])
+                else:
+                    ref = task.remote(job.trial_id, job.config, writer_name, job.pruning)
+                in_flight[ref] = job
 
     writer: Writer | None = None
     bar: Progress | None = None
@@ -179,11 +208,10 @@ def run_loop(
             # Store each outcome as soon as it arrives: finished means committed.
             done, _ = ray.wait(list(in_flight), num_returns=1, timeout=0.5)
             for ref in done:
-                job = in_flight.pop(ref)
-                status, lost = collect(ref, job.trial_id, store)
-                if source.on_done(job, status, lost):
-                    outcome.counts[status] += 1
-                    bar.update(1, outcome.counts, min(len(in_flight), capacity))
+                for job, status, lost in collect_job(ref, in_flight.pop(ref), store):
+                    if source.on_done(job, status, lost):
+                        outcome.counts[status] += 1
+                        bar.update(1, outcome.counts, min(len(in_flight), capacity))
             top_up(writer.name)
     except CANCEL_EXCEPTIONS as exc:
         outcome.cause = exc
@@ -219,6 +247,14 @@ def collect_returned(in_flight: dict[Any, Job], store: Store
     with contextlib.suppress(Exception):
         done, _ = ray.wait(list(in_flight), num_returns=len(in_flight), timeout=0)
     for ref in done:
-        status, lost = collect(ref, in_flight[ref].trial_id, store)
-        yield in_flight.pop(ref), status, lost
+        yield from collect_job(ref, in_flight.pop(ref), store)
+
+
+def collect_job(ref: Any, job: Job, store: Store) -> list[tuple[Job, str, bool]]:
+    """Store a finished task's outcome(s): (job, status, lost) for each trial it ran."""
+    if not job.members:
+        status, lost = collect(ref, job.trial_id, store)
+        return [(job, status, lost)]
+    stored = collect_pack(ref, [m.trial_id for m in job.members], store)
+    return [(m, status, lost) for m, (status, lost) in zip(job.members, stored, strict=True)]
 

@@ -124,6 +124,37 @@ def collect(ref: Any, trial_id: int, store: Store) -> tuple[str, bool]:
     return "failed", lost
 
 
+def collect_pack(ref: Any, trial_ids: list[int], store: Store) -> list[tuple[str, bool]]:
+    """``collect`` for a pack task: store each member's outcome (its own transaction, so a
+    member stored stays stored); a pack Ray lost is stored ``failed`` for every member."""
+    from bench_service.store import DatabaseLockedError, StoreError
+
+    try:
+        outcomes: list[TrialOutcome] = ray.get(ref)
+    except ray.exceptions.RayError as exc:
+        error = f"lost by Ray after retries: {type(exc).__name__}: {exc}"
+        for trial_id in trial_ids:
+            with contextlib.suppress(Exception):
+                store.finish_trial(trial_id, {"status": "failed", "error": error})
+        return [("failed", True)] * len(trial_ids)
+    stored: list[tuple[str, bool]] = []
+    for result in outcomes:
+        try:
+            retry_while_locked(lambda r=result: store.finish_trial(  # type: ignore[misc]
+                r.trial_id, r.summary, r.points, start=r.start), who="driver")
+            stored.append((result.status, False))
+        except DatabaseLockedError as exc:
+            raise DatabaseLockedError(
+                f"could not store the outcome of trial {result.trial_id}: {exc}; the sweep "
+                "stops here (run the same command again to resume)") from exc
+        except StoreError as exc:
+            with contextlib.suppress(Exception):
+                store.finish_trial(result.trial_id, {
+                    "status": "failed", "error": f"could not store the outcome: {exc}"})
+            stored.append(("failed", False))
+    return stored
+
+
 def slots(resources: dict[str, float], cpus_per_trial: float, gpus_per_trial: float) -> int:
     """How many trials the cluster runs at once, given every resource a trial requests.
 

@@ -461,3 +461,36 @@ def execute_trial(
         raise
     stream.settle()
     return stream.outcome(summary_of(result))
+
+
+def execute_pack(
+    trial_ids: list[int], configs: list[dict[str, Any]], writer_name: str,
+    prunings: list[PruningHook | None],
+) -> list[TrialOutcome]:
+    """Body of a pack's Ray task: train the members as one program (``engine.packed``),
+    each streaming through its own ``_Streamer``; one outcome per member, in order."""
+    import torch
+
+    from bench_service.engine.packed import run_packed
+    from bench_service.engine.runner import warm_up
+
+    warm_up()
+    if not any(str(c.get("device", "cpu")).startswith("cuda") for c in configs):
+        torch.set_num_threads(max(1, int(ray.get_runtime_context().get_assigned_resources()
+                                         .get("CPU", 1))))
+    streams = []
+    for trial_id, config, pruning in zip(trial_ids, configs, prunings, strict=True):
+        start = {"host": socket.gethostname(), "device": config.get("device", "cpu"),
+                 "versions": _versions(), "started_at": datetime.now(timezone.utc)}
+        streams.append(_Streamer(writer_name, trial_id, start, pruning))
+    try:
+        results = run_packed(configs, streams)
+    except KeyboardInterrupt:
+        for stream in streams:
+            stream.cancelled()
+        raise
+    outcomes = []
+    for stream, result in zip(streams, results, strict=True):
+        stream.settle()
+        outcomes.append(stream.outcome(summary_of(result)))
+    return outcomes

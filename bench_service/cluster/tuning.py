@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import ray
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from bench_service.cluster.loop import Cancelled, Job, SweepOutcome, TaskResources
+from bench_service.cluster.loop import Cancelled, Job, SweepOutcome, TaskResources, pack_of
 from bench_service.cluster.runs import Say, db_flag, size_note
 from bench_service.cluster.tasks import PruningHook, warm_worker
 from bench_service.vocab import TRIAL_FINISHED
@@ -276,6 +276,10 @@ class TuningSource:
         self.finals_started: set[str] = set()
         self.finals_queue: deque[Job] = deque()
         self.done = 0  # trials that count: tuning within budget, finals finished
+        from bench_service.cluster.packing import pack_size
+
+        #: Tuning trials per pack (0: unpacked); with packing, ``concurrency`` counts packs.
+        self.pack = pack_size(plan.spec.execution.pack, {"device": plan.spec.device})
 
     def start(self) -> tuple[int, int]:
         res = self.resources
@@ -311,16 +315,22 @@ class TuningSource:
             jobs.append(self.finals_queue.popleft())
         self.finals_running += len(jobs)
         # 2. tuning trials into free slots, the cell with most budget left first
-        while len(jobs) < free and self._running() < self.concurrency:
+        while len(jobs) < free and self._running() < self.concurrency * max(self.pack, 1):
             open_cells = [k for k in self.keys if self.used[k] + self.live[k] < self.budget]
             if not open_cells:
                 break
             key = max(open_cells, key=lambda k: self.budget - self.used[k] - self.live[k])
-            trial_id, number, config = ray.get(self.coord.ask.remote(key))
-            hook = PruningHook(self.coord, key, number, self.metric) if self.prune else None
-            jobs.append(Job(trial_id, config, role="tuning", cell_key=key, number=number,
-                            pruning=hook))
-            self.live[key] += 1
+            left = self.budget - self.used[key] - self.live[key]
+            members: list[Job] = []
+            # Packed: Optuna's batch ask, K trials of the cell asked before any is told, so
+            # an equal-budget tuning packs too (the sampler sees the same history for all K).
+            for _ in range(min(self.pack, left) if self.pack else 1):
+                trial_id, number, config = ray.get(self.coord.ask.remote(key))
+                hook = PruningHook(self.coord, key, number, self.metric) if self.prune else None
+                members.append(Job(trial_id, config, role="tuning", cell_key=key,
+                                   number=number, pruning=hook))
+                self.live[key] += 1
+            jobs.append(pack_of(members) if self.pack else members[0])
         return jobs
 
     def _running(self) -> int:

@@ -156,6 +156,18 @@ class _Recorder:
             self._pending = []
 
 
+def to_device(t: torch.Tensor, dev: torch.device | str) -> torch.Tensor:
+    """Move data to the device; floating data in torch's default dtype.
+
+    Workloads build float32 data; a run under ``torch.set_default_dtype(torch.float64)``
+    (how the packed runner's equivalence tests make results exact) builds float64 models,
+    and its data must follow. With the default float32 this is a plain ``.to(dev)``.
+    """
+    if t.is_floating_point():
+        return t.to(dev, dtype=torch.get_default_dtype())
+    return t.to(dev)
+
+
 _warmed_up = False
 
 
@@ -261,8 +273,8 @@ def _train(
     torch.manual_seed(cfg.seed)  # dropout masks and any other in-model randomness
     np.random.seed(cfg.seed % 2**32)  # optimizers that draw from numpy (Kron's update coin)
     data = wl.data()
-    x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
-    x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
+    x_train, y_train = to_device(data.x_train, dev), to_device(data.y_train, dev)
+    x_val, y_val = to_device(data.x_val, dev), to_device(data.y_val, dev)
     n = data.n_train
 
     model = wl.init_model(cfg.seed, prep.arch).to(dev)

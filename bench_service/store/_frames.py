@@ -66,6 +66,7 @@ TRIALS_FRAME_COLUMNS: tuple[str, ...] = (
     "final",
     "best",
     "error",
+    "execution",
     "started_at",
     "finished_at",
 )
@@ -113,6 +114,7 @@ _TRIAL_TEXT = (
     "host",
     "device",
     "error",
+    "execution",
 )
 _CURVE_TEXT = (*AXES, "status", "name", "scope")
 

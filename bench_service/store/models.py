@@ -136,6 +136,9 @@ class Trial(Base):
     device: Mapped[str | None] = mapped_column(String(64))
     versions: Mapped[dict[str, Any] | None] = mapped_column(JSONValue)
     error: Mapped[str | None] = mapped_column(Text)
+    #: How the trial ran: ``packed (K members)``, or ``unpacked: <reason>`` in a sweep that
+    #: packs (``execution: {pack: ...}``); ``NULL`` for an ordinary one-at-a-time trial.
+    execution: Mapped[str | None] = mapped_column(String(255))
     diverged_step: Mapped[int | None] = mapped_column(Integer)
     steps: Mapped[int | None] = mapped_column(Integer)
     epochs: Mapped[int | None] = mapped_column(Integer)

@@ -99,6 +99,19 @@ SUMMARY_KEYS: frozenset[str] = frozenset(
 #: ``TrialResult`` keys ``finish_trial`` accepts and ignores: metrics are streamed with
 #: ``append_metrics``; ``extra`` has no column.
 _IGNORED_SUMMARY_KEYS = frozenset({"metrics", "extra"})
+
+
+def execution_note(extra: Any) -> str | None:
+    """The ``execution`` column from a result's ``extra["pack"]`` (set by the packed runner):
+    ``packed (K members)`` or ``unpacked: <reason>``; ``None`` for a trial run on its own."""
+    pack = extra.get("pack") if isinstance(extra, dict) else None
+    if not isinstance(pack, dict):
+        return None
+    if "unpacked" in pack:
+        return f"unpacked: {pack['unpacked']}"[:255]
+    return f"packed ({int(pack.get('members', 1))} members)"
+
+
 #: Scalar summary columns ← (``final`` or ``best``, metric name).
 SCALAR_SUMMARY: dict[str, tuple[str, str]] = {
     "final_val_loss": ("final", "val_loss"),
@@ -610,6 +623,11 @@ class Store:
         }
         if summary.get("device") is not None:
             values["device"] = summary["device"]
+        extra = (result_summary.extra if isinstance(result_summary, TrialResult)
+                 else summary.get("extra"))
+        execution = execution_note(extra)
+        if execution is not None:
+            values["execution"] = execution
         sources = {"final": final, "best": best}
         for column, (source, metric) in SCALAR_SUMMARY.items():
             values[column] = finite_or_none(sources[source].get(metric))

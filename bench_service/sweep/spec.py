@@ -20,7 +20,7 @@ import hashlib
 import json
 import re
 from collections.abc import Mapping
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -40,7 +40,8 @@ PRUNERS = ("none", "median", "hyperband", "successive_halving")
 
 #: Top-level fields that cannot change any result, left out of ``spec_hash``: renaming or
 #: re-describing a sweep, giving it more CPUs or a higher trial limit must still resume it.
-NON_RESULT_FIELDS = ("name", "description", "resources", "skip_incompatible", "max_trials")
+NON_RESULT_FIELDS = ("name", "description", "resources", "skip_incompatible", "max_trials",
+                     "execution")
 
 #: Largest value of a 32-bit SQL ``INTEGER`` (PostgreSQL's; seeds, steps, epochs, counts).
 INT32_MAX = 2**31 - 1
@@ -203,6 +204,22 @@ class Resources(_Model):
         if value > 1 and not float(value).is_integer():
             raise ValueError(f"above 1 must be a whole number of GPUs, got {value:g}")
         return value
+
+
+#: Most members of one pack (``execution.pack``).
+MAX_PACK = 4096
+
+
+class Execution(_Model):
+    """How trials run: one at a time (default), or packed, K trials as one program per task.
+
+    ``pack: K`` trains packable trials that share a workload, batch size, architecture and
+    optimizer in packs of up to K (``engine.packed``; also on CPU, for testing); ``auto``
+    sizes K from the GPU's free memory and keeps CPU sweeps unpacked (packing loses on a few
+    CPU cores). Results are the same either way, so it is not part of the spec hash.
+    """
+
+    pack: Literal["auto"] | Annotated[int, Field(ge=1, le=MAX_PACK)] | None = None
 
 
 class ExcludeRule(_Model):
@@ -370,6 +387,7 @@ class SweepSpec(_Model):
     log_every: int = Field(default=10, ge=1, le=MAX_LOG_EVERY)
     device: str = "cpu"
     resources: Resources = Field(default_factory=lambda: Resources())
+    execution: Execution = Field(default_factory=lambda: Execution())
     skip_incompatible: bool = False
     exclude: list[ExcludeRule] = Field(default_factory=list)
     tuning: TuningSpec | None = None
@@ -433,6 +451,7 @@ class SweepSpec(_Model):
             "log_every": self.log_every,
             "device": self.device,
             "resources": self.resources.model_dump(),
+            "execution": self.execution.model_dump(),
             "skip_incompatible": self.skip_incompatible,
             "exclude": [r.given() for r in self.exclude],
             "tuning": self.tuning.to_dict() if self.tuning is not None else None,
