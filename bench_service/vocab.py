@@ -39,8 +39,9 @@ TRIAL_FINISHED: frozenset[str] = frozenset({"completed", "diverged", "failed", "
 #: Statuses a resume runs again: everything that has not ended on its own.
 RUNNABLE_STATUSES: tuple[str, ...] = ("pending", "running", "failed", "cancelled")
 
-#: Why a trial exists: a grid cell, a tuning trial (from Optuna) or a final re-run.
-ROLES: tuple[str, ...] = ("grid", "tuning", "final")
+#: Why a trial exists: a grid cell, a tuning trial (from Optuna), a final re-run, or a
+#: published result read in by `bench import` (it never runs).
+ROLES: tuple[str, ...] = ("grid", "tuning", "final", "imported")
 #: What a metric point summarises (see ``bench_service.engine.records.MetricPoint``).
 SCOPES: tuple[str, ...] = ("step", "epoch")
 

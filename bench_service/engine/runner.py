@@ -83,7 +83,9 @@ def prepare_trial(config: TrialConfig | Mapping[str, Any]) -> PreparedTrial:
 
     n = workload.data().n_train
     batch_size = min(cfg.batch_size or workload.default_batch_size, n)
-    steps_per_epoch = n // batch_size + (1 if n % batch_size > 1 else 0)
+    steps_per_epoch = n // batch_size
+    if not workload.drop_last and n % batch_size > 1:
+        steps_per_epoch += 1
     if cfg.budget.steps is not None:
         total = cfg.budget.steps
         epochs = math.ceil(total / steps_per_epoch)
@@ -225,6 +227,7 @@ def _train(
     data = wl.data()
     x_train, y_train = data.x_train.to(dev), data.y_train.to(dev)
     x_val, y_val = data.x_val.to(dev), data.y_val.to(dev)
+    splits = {name: (x.to(dev), y.to(dev)) for name, (x, y) in data.eval_splits.items()}
     n = data.n_train
 
     model = wl.init_model(cfg.seed, prep.arch).to(dev)
@@ -252,6 +255,21 @@ def _train(
     step = 0
     result.extra["resolved"] = prep.resolved()
     result.extra["target"] = {"metric": target.metric, "value": target.value, "mode": target.mode}
+
+    def evaluate_all() -> dict[str, float]:
+        """Validation metrics, then each further split's under its own name (eval mode)."""
+        model.eval()
+        metrics = wl.evaluate(model, x_val, y_val)
+        for split, (xs, ys) in splits.items():
+            for key, val in wl.evaluate(model, xs, ys).items():
+                metrics[split + key[3:] if key.startswith("val_") else f"{split}_{key}"] = val
+        model.train()
+        return metrics
+
+    if wl.evaluate_at_start:
+        for key, val in evaluate_all().items():
+            rec.add(key, val, 0, -1, "epoch")
+        rec.flush()
 
     def flush_window(epoch: int) -> bool:
         """Read the window's losses (one sync); record; return True if diverged."""
@@ -323,9 +341,7 @@ def _train(
         if result.status == "diverged":
             break
         rec.add("train_loss", float(epoch_loss) / max(epoch_steps, 1), step, epoch, "epoch")
-        model.eval()
-        metrics = wl.evaluate(model, x_val, y_val)
-        model.train()
+        metrics = evaluate_all()
         for key, val in metrics.items():
             rec.add(key, val, step, epoch, "epoch")
         result.epochs = epoch + 1
