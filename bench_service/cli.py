@@ -119,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     exp.add_argument("--sweep", required=True, help="sweep name")
     exp.add_argument("--output", "-o", required=True, help="folder to write the files into")
     _db_arg(exp)
+    from bench_service.cli_data import add_parser as add_data_parser
+
+    add_data_parser(sub)
     return parser
 
 
@@ -442,9 +445,16 @@ def cmd_export(args: argparse.Namespace) -> int:
     return run_export(args)
 
 
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench_service.cli_data import cmd_data as run_data
+
+    return run_data(args)
+
+
 _HANDLERS = {
     "run": cmd_run, "sweeps": cmd_sweeps, "results": cmd_results, "db": cmd_db,
     "list": cmd_list, "dashboard": cmd_dashboard, "import": cmd_import, "export": cmd_export,
+    "data": cmd_data,
 }
 
 

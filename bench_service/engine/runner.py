@@ -247,6 +247,7 @@ def _train(
     # The workload's target, with the config's value if it overrides it.
     target = wl.target if cfg.target is None else replace(wl.target, value=cfg.target)
     order_gen = torch.Generator().manual_seed(cfg.seed)
+    augment_gen = torch.Generator(device=dev).manual_seed(cfg.seed) if wl.augments else None
     log_every = cfg.log_every
     window = torch.zeros(log_every, device=dev)
     in_window = 0
@@ -310,6 +311,8 @@ def _train(
                 break
             idx = perm[b * bs:(b + 1) * bs]
             xb, yb = x_train[idx], y_train[idx]
+            if augment_gen is not None:
+                xb = wl.augment(xb, augment_gen)
             optimizer.zero_grad(set_to_none=True)
             loss = wl.loss_fn(model(xb), yb)
             objective = loss + penalty(reg_params, reg_hp) if penalty is not None else loss

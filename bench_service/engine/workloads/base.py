@@ -124,6 +124,9 @@ class Workload(ABC):
     #: DeepOBS records: its curves have ``num_epochs + 1`` entries). Those points have step 0
     #: and epoch -1.
     evaluate_at_start: ClassVar[bool] = False
+    #: Whether ``augment`` transforms every training batch (data augmentation; evaluation
+    #: sets are never augmented).
+    augments: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -221,6 +224,11 @@ class Workload(ABC):
         if self.classification:
             metrics["val_accuracy"] = float(correct) / n
         return metrics
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A training batch as the model should see it (``augments = True``); draws only from
+        ``generator`` (seeded by the trial), so runs stay reproducible."""
+        return x
 
     def step_extras(self, model: nn.Module) -> Mapping[str, float]:
         """Extra per-record values (e.g. the parameter trajectory of a 2-d problem)."""
