@@ -434,15 +434,21 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from bench_service.cli_deepobs import cmd_import as run_import
+    from bench_service.cli_deepobs import ImportFormatError, cmd_import as run_import
 
-    return run_import(args)
+    try:
+        return run_import(args)
+    except ImportFormatError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bench_service.cli_deepobs import cmd_export as run_export
+    from bench_service.cli_deepobs import ImportFormatError, cmd_export as run_export
 
-    return run_export(args)
+    try:
+        return run_export(args)
+    except ImportFormatError as exc:
+        raise CliError(str(exc)) from None
 
 
 def cmd_data(args: argparse.Namespace) -> int:

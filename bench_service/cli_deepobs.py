@@ -502,20 +502,12 @@ def export_deepobs(sweep: str, output: Path, db: str | None, out: Any = sys.stdo
 
 # --------------------------------------------------------------------------- commands
 def cmd_import(args: argparse.Namespace) -> int:
-    from bench_service.cli import CliError
-
-    try:
-        import_deepobs(Path(args.directory), args.sweep, args.db)
-    except ImportFormatError as exc:
-        raise CliError(str(exc)) from None
+    """``bench import deepobs DIR --sweep NAME``; ``ImportFormatError`` for bad input."""
+    import_deepobs(Path(args.directory), args.sweep, args.db)
     return 0
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bench_service.cli import CliError
-
-    try:
-        export_deepobs(args.sweep, Path(args.output), args.db)
-    except ImportFormatError as exc:
-        raise CliError(str(exc)) from None
+    """``bench export deepobs --sweep NAME -o DIR``; ``ImportFormatError`` for bad input."""
+    export_deepobs(args.sweep, Path(args.output), args.db)
     return 0

@@ -39,10 +39,10 @@ def test_import_maps_files_curves_and_problems(tmp_path: Path) -> None:
     db = tmp_path / "b.db"
     proc = run_bench("import", "deepobs", str(RESULTS), "--sweep", "cv", "--db", str(db))
     _ok(proc)
-    assert "imported 8 DeepOBS result(s)" in proc.stderr
+    assert "imported 8 DeepOBS result(s)" in proc.stdout
     again = run_bench("import", "deepobs", str(RESULTS), "--sweep", "cv", "--db", str(db))
     _ok(again)
-    assert "imported 0 DeepOBS result(s) into sweep 'cv' (8 already there)" in again.stderr
+    assert "imported 0 DeepOBS result(s) into sweep 'cv' (8 already there)" in again.stdout
     with Store.open_existing(db) as store:
         trials = store.trials_frame("cv")
         curves = store.curves_frame("cv")
@@ -180,8 +180,8 @@ def test_a_missing_data_set_is_named_before_the_sweep_starts(tmp_path: Path) -> 
     finally:
         del os.environ["BENCH_DATA_DIR"]
     assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1, lines
+    lines = [ln for ln in proc.stderr.strip().splitlines() if ln.startswith("bench:")]
+    assert len(lines) == 1, proc.stderr
     assert "mnist_logreg: data set mnist not found at " + str(env_dir / "mnist") in lines[0]
     assert "bench data fetch mnist" in lines[0]
     assert not (tmp_path / "b.db").exists()
