@@ -434,7 +434,8 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from bench_service.cli_deepobs import ImportFormatError, cmd_import as run_import
+    from bench_service.cli_deepobs import ImportFormatError
+    from bench_service.cli_deepobs import cmd_import as run_import
 
     try:
         return run_import(args)
@@ -443,7 +444,8 @@ def cmd_import(args: argparse.Namespace) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
-    from bench_service.cli_deepobs import ImportFormatError, cmd_export as run_export
+    from bench_service.cli_deepobs import ImportFormatError
+    from bench_service.cli_deepobs import cmd_export as run_export
 
     try:
         return run_export(args)

@@ -21,12 +21,14 @@ def cmd_data(args: argparse.Namespace) -> int:
     for name in names:
         get_source(name)  # an unknown name is refused before anything downloads
     for name in names:
-        path = fetch(name, say=lambda line, n=name: print(f"{n}: {line}", file=sys.stderr))
-        print(f"{name}: ready at {path}")
+        def say(line: str, prefix: str = name) -> None:
+            print(f"{prefix}: {line}", file=sys.stderr)
+
+        print(f"{name}: ready at {fetch(name, say=say)}")
     return 0
 
 
-def add_parser(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def add_parser(sub: argparse._SubParsersAction) -> None:
     """The ``bench data`` sub-commands (kept here so ``cli.py`` holds one line for them)."""
     data = sub.add_parser("data", help="fetch the real data sets (MNIST, Fashion-MNIST, CIFAR)")
     data_sub = data.add_subparsers(dest="data_command", metavar="ACTION", required=True)

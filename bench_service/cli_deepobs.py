@@ -123,7 +123,7 @@ def _need(doc: Mapping[str, Any], key: str, kind: type | tuple[type, ...], where
     if key not in doc:
         raise ImportFormatError(f"{where}: not a DeepOBS result file: no {key!r}")
     value = doc[key]
-    if not isinstance(value, kind) or isinstance(value, bool) and kind is not bool:
+    if not isinstance(value, kind) or (isinstance(value, bool) and kind is not bool):
         raise ImportFormatError(f"{where}: {key} must be {_kind_name(kind)}, got "
                                 f"{str(value)[:60]!r}")
     return value
@@ -261,7 +261,7 @@ def read_result(path: Path, root: Path) -> Imported:
         if opt_name == "MomentumOptimizer" and hyper.get("use_nesterov"):
             optimizer = "nesterov"
         opt_params = {mapped.params.get(k, k): v for k, v in hyper.items()
-                      if k not in mapped.ignore and not (k == "use_nesterov")}
+                      if k not in mapped.ignore and k != "use_nesterov"}
     scheduler, sched_params = _schedule(training, epochs)
     l2_key = "l2_reg" if "l2_reg" in doc else ("weight_decay" if "weight_decay" in doc else None)
     l2 = doc.get(l2_key) if l2_key else None
@@ -288,12 +288,13 @@ def read_result(path: Path, root: Path) -> Imported:
                                       "epoch"))
     status = "diverged" if any(not math.isfinite(v) for v in curves["test_loss"]) else \
         "completed"
-    source = {
-        "format": "deepobs", "file": rel, "sha256": hashlib.sha256(raw).hexdigest(),
+    sha256 = hashlib.sha256(raw).hexdigest()
+    source: dict[str, Any] = {
+        "format": "deepobs", "file": rel, "sha256": sha256,
         "header": {k: doc[k] for k in doc if k not in EPOCH_KEYS and k != MINIBATCH_KEY},
         "keys": list(doc), "minibatch_repeat": repeat,
     }
-    return Imported(rel, source["sha256"], workload, workload_params, optimizer, opt_params,
+    return Imported(rel, sha256, workload, workload_params, optimizer, opt_params,
                     scheduler, sched_params, regularizer, reg_params, seed, batch_size, epochs,
                     spe, points, source, status)
 

@@ -146,7 +146,7 @@ def fetch(name: str, *, opener: Opener | None = None,
     source = get_source(name)
     root = source.path()
     root.mkdir(parents=True, exist_ok=True)
-    open_url = opener or (lambda url: urllib.request.urlopen(url, timeout=60))  # noqa: S310
+    open_url = opener or (lambda url: urllib.request.urlopen(url, timeout=60))
     for remote in source.files:
         target = root / remote.name
         if target.is_file() and md5_of(target) == remote.md5:
@@ -186,7 +186,7 @@ def _unpack(archive: Path, root: Path) -> None:
 
 
 # --------------------------------------------------------------------------- readers
-_IDX_TYPES = {0x08: np.uint8, 0x09: np.int8, 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
+_IDX_TYPES: dict[int, str] = {0x08: "u1", 0x09: "i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4",
               0x0E: ">f8"}
 
 

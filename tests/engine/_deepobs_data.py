@@ -1,7 +1,8 @@
 """Small data sets in exactly the original file formats, for the DeepOBS image workloads.
 
 ``write_all(root)`` writes, under ``root`` (what ``$BENCH_DATA_DIR`` points at):
-``mnist/`` and ``fmnist/`` with the four gzip ``idx`` files of each, ``cifar10/cifar-10-batches-py/``
+``mnist/`` and ``fmnist/`` with the four gzip ``idx`` files of each,
+``cifar10/cifar-10-batches-py/``
 with ``data_batch_1..5`` and ``test_batch`` and ``cifar100/cifar-100-python/`` with ``train`` and
 ``test``: pickles of ``{b"data": uint8 array [N, 3072], b"labels"/b"fine_labels": [...]}``
 as the originals hold them (protocol 2, numpy arrays). The images are learnable (each class

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from typing import ClassVar
+from typing import ClassVar, cast
 
 import numpy as np
 import torch
@@ -359,13 +359,13 @@ def _resnet18() -> nn.Module:
 
 def _init_resnet(module: nn.Module, g: torch.Generator) -> None:
     """Kaiming-normal (fan-out) convs as torchvision's ResNet; PyTorch's default for the head."""
-    w = module.weight
+    w = cast(torch.Tensor, module.weight)
     if isinstance(module, nn.Conv2d):
         w.normal_(0.0, math.sqrt(2.0 / (w.shape[0] * w[0, 0].numel())), generator=g)
     else:
         bound = 1.0 / math.sqrt(w.shape[1])
         w.uniform_(-bound, bound, generator=g)
-        module.bias.uniform_(-bound, bound, generator=g)  # type: ignore[union-attr]
+        cast(torch.Tensor, module.bias).uniform_(-bound, bound, generator=g)
 
 
 @WORKLOADS.register
