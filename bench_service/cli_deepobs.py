@@ -378,8 +378,9 @@ def import_deepobs(directory: Path, sweep: str, db: str | None,
         existing = store.get_sweep(sweep)
         if existing is None:
             spec = {"name": sweep, "imported": {"format": "deepobs", "from": str(directory)}}
-            digest = hashlib.sha256("".join(i.sha256 for i in items).encode()).hexdigest()
-            info = store.create_sweep(sweep, spec, f"imported:{digest}", trials,
+            # The spec hash of an imported sweep: no spec file can ever hash to it.
+            digest = hashlib.sha256(("imported:" + "".join(i.sha256 for i in items)).encode())
+            info = store.create_sweep(sweep, spec, digest.hexdigest(), trials,
                                       description=f"DeepOBS results imported from "
                                                   f"{directory.name}")
             rows = store.add_trials(info.id, trials)

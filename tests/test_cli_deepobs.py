@@ -185,3 +185,17 @@ def test_a_missing_data_set_is_named_before_the_sweep_starts(tmp_path: Path) -> 
     assert "mnist_logreg: data set mnist not found at " + str(env_dir / "mnist") in lines[0]
     assert "bench data fetch mnist" in lines[0]
     assert not (tmp_path / "b.db").exists()
+
+
+@needs_files
+def test_import_and_export_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """The role check constraint (migration 0006) and float columns on PostgreSQL too."""
+    import io
+
+    from bench_service.cli_deepobs import export_deepobs, import_deepobs
+
+    assert import_deepobs(QUAD_DEEP, "cv", pg_url, out=io.StringIO()) == 5
+    export_deepobs("cv", tmp_path, pg_url, out=io.StringIO())
+    for original in sorted(QUAD_DEEP.rglob("*.json")):
+        written = tmp_path / original.relative_to(QUAD_DEEP)
+        assert json.loads(written.read_text()) == json.loads(original.read_text())
