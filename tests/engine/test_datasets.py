@@ -49,7 +49,7 @@ def test_cifar_batches_read_and_a_malicious_pickle_is_refused(tmp_path: Path) ->
 def test_fetch_checks_the_published_md5_and_keeps_nothing_wrong(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("BENCH_DATA_DIR", str(tmp_path))
-    with pytest.raises(ConfigError, match="has MD5 .* expected f68b3c2dcbeaaa9fbdd348bbdeb94873"):
+    with pytest.raises(ConfigError, match=r"has MD5 .* expected f68b3c2dcbeaaa9fbdd348bbdeb94873"):
         datasets.fetch("mnist", opener=lambda url: io.BytesIO(b"not mnist"), say=lambda s: None)
     assert not list((tmp_path / "mnist").iterdir())
     # A source whose checksums are those of the files served: fetched once, then kept.
