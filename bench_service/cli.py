@@ -115,6 +115,20 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--token", default=None,
                       help="access token the app asks for (?token=...); required with a "
                       "non-loopback --host (default: $BENCH_DASHBOARD_TOKEN)")
+    imp = sub.add_parser("import", help="read published results (DeepOBS JSON files) into a "
+                                        "sweep, as trials of role imported")
+    imp.add_argument("format", choices=("deepobs",), help="file format")
+    imp.add_argument("directory", help="folder searched for result files (*.json)")
+    imp.add_argument("--sweep", required=True, help="sweep to add them to (created if new)")
+    _db_arg(imp)
+    exp = sub.add_parser("export", help="write a sweep's finished trials as result files")
+    exp.add_argument("format", choices=("deepobs",), help="file format")
+    exp.add_argument("--sweep", required=True, help="sweep name")
+    exp.add_argument("--output", "-o", required=True, help="folder to write the files into")
+    _db_arg(exp)
+    from bench_service.cli_data import add_parser as add_data_parser
+
+    add_data_parser(sub)
     from bench_service.cli_service import add_parsers
 
     add_parsers(sub)
@@ -453,9 +467,36 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return launch(args.db, host=args.host, port=args.port, token=args.token)
 
 
+def cmd_import(args: argparse.Namespace) -> int:
+    from bench_service.cli_deepobs import ImportFormatError
+    from bench_service.cli_deepobs import cmd_import as run_import
+
+    try:
+        return run_import(args)
+    except ImportFormatError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_export(args: argparse.Namespace) -> int:
+    from bench_service.cli_deepobs import ImportFormatError
+    from bench_service.cli_deepobs import cmd_export as run_export
+
+    try:
+        return run_export(args)
+    except ImportFormatError as exc:
+        raise CliError(str(exc)) from None
+
+
+def cmd_data(args: argparse.Namespace) -> int:
+    from bench_service.cli_data import cmd_data as run_data
+
+    return run_data(args)
+
+
 _HANDLERS = {
     "run": cmd_run, "sweeps": cmd_sweeps, "results": cmd_results, "db": cmd_db,
-    "list": cmd_list, "dashboard": cmd_dashboard,
+    "list": cmd_list, "dashboard": cmd_dashboard, "import": cmd_import, "export": cmd_export,
+    "data": cmd_data,
 }
 
 

@@ -44,8 +44,9 @@ JOB_STATES: tuple[str, ...] = ("queued", "running", "succeeded", "failed", "canc
 #: Job states after which the job runs no more.
 JOB_TERMINAL: frozenset[str] = frozenset({"succeeded", "failed", "cancelled"})
 
-#: Why a trial exists: a grid cell, a tuning trial (from Optuna) or a final re-run.
-ROLES: tuple[str, ...] = ("grid", "tuning", "final")
+#: Why a trial exists: a grid cell, a tuning trial (from Optuna), a final re-run, or a
+#: published result read in by `bench import` (it never runs).
+ROLES: tuple[str, ...] = ("grid", "tuning", "final", "imported")
 #: What a metric point summarises (see ``bench_service.engine.records.MetricPoint``).
 SCOPES: tuple[str, ...] = ("step", "epoch")
 

@@ -37,6 +37,7 @@ SKIP: dict[str, str] = {
     r"^bench (dashboard|serve)\b": "serves until stopped (tests/dashboard start it for real)",
     r"^optuna-dashboard": "a separate tool",
     r"^(docker|kubectl|helm) ": "needs a container engine or cluster",
+    r"^bench data fetch": "downloads a data set (no network in tests; tests build small files)",
 }
 
 FENCE = re.compile(r"^```([A-Za-z0-9_-]*)[^\n]*\n(.*?)^```", re.S | re.M)

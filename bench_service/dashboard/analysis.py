@@ -103,11 +103,12 @@ def ranked_trials(trials: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The trials a leaderboard compares, and a sentence saying which.
 
     A tuned sweep's tuning trials each try other hyperparameters, so ranking them together
-    with the final runs would mix configurations: its ``final`` runs are ranked. Otherwise
-    every non-tuning trial.
+    with the final runs would mix configurations: its ``final`` runs are ranked (with any
+    ``imported`` published runs beside them). Otherwise every non-tuning trial.
     """
     if (trials["role"] == "final").any():
-        return trials[trials["role"] == "final"], "final runs of each cell's best configuration"
+        return (trials[trials["role"].isin(["final", "imported"])],
+                "final runs of each cell's best configuration")
     grid = trials[trials["role"] != "tuning"]
     if grid.empty:
         return grid, "no final runs yet (the sweep is still tuning)"

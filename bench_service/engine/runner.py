@@ -86,7 +86,9 @@ def prepare_trial(config: TrialConfig | Mapping[str, Any]) -> PreparedTrial:
 
     n = workload.data().n_train
     batch_size = min(cfg.batch_size or workload.default_batch_size, n)
-    steps_per_epoch = n // batch_size + (1 if n % batch_size > 1 else 0)
+    steps_per_epoch = n // batch_size
+    if not workload.drop_last and n % batch_size > 1:
+        steps_per_epoch += 1
     if cfg.budget.steps is not None:
         total = cfg.budget.steps
         epochs = math.ceil(total / steps_per_epoch)
@@ -275,6 +277,8 @@ def _train(
     data = wl.data()
     x_train, y_train = to_device(data.x_train, dev), to_device(data.y_train, dev)
     x_val, y_val = to_device(data.x_val, dev), to_device(data.y_val, dev)
+    splits = {name: (to_device(x, dev), to_device(y, dev))
+              for name, (x, y) in data.eval_splits.items()}
     n = data.n_train
 
     model = wl.init_model(cfg.seed, prep.arch).to(dev)
@@ -299,6 +303,7 @@ def _train(
     # The workload's target, with the config's value if it overrides it.
     target = wl.target if cfg.target is None else replace(wl.target, value=cfg.target)
     order_gen = torch.Generator().manual_seed(cfg.seed)
+    augment_gen = torch.Generator(device=dev).manual_seed(cfg.seed) if wl.augments else None
     log_every = cfg.log_every
     window = torch.zeros(log_every, device=dev)
     in_window = 0
@@ -307,6 +312,21 @@ def _train(
     step = 0
     result.extra["resolved"] = prep.resolved()
     result.extra["target"] = {"metric": target.metric, "value": target.value, "mode": target.mode}
+
+    def evaluate_all() -> dict[str, float]:
+        """Validation metrics, then each further split's under its own name (eval mode)."""
+        model.eval()
+        metrics = wl.evaluate(model, x_val, y_val)
+        for split, (xs, ys) in splits.items():
+            for key, val in wl.evaluate(model, xs, ys).items():
+                metrics[split + key[3:] if key.startswith("val_") else f"{split}_{key}"] = val
+        model.train()
+        return metrics
+
+    if wl.evaluate_at_start:
+        for key, val in evaluate_all().items():
+            rec.add(key, val, 0, -1, "epoch")
+        rec.flush()
 
     def flush_window(epoch: int) -> bool:
         """Read the window's losses (one sync); record; return True if diverged."""
@@ -347,6 +367,8 @@ def _train(
                 break
             idx = perm[b * bs:(b + 1) * bs]
             xb, yb = x_train[idx], y_train[idx]
+            if augment_gen is not None:
+                xb = wl.augment(xb, augment_gen)
             optimizer.zero_grad(set_to_none=True)
             loss = wl.loss_fn(model(xb), yb)
             objective = loss + penalty(reg_params, reg_hp) if penalty is not None else loss
@@ -380,13 +402,11 @@ def _train(
         if result.status == "diverged":
             break
         rec.add("train_loss", float(epoch_loss) / max(epoch_steps, 1), step, epoch, "epoch")
-        model.eval()
         if train_eval:
             optimizer.eval()  # type: ignore[attr-defined]  # evaluate at the averaged point
-        metrics = wl.evaluate(model, x_val, y_val)
+        metrics = evaluate_all()
         if train_eval:
             optimizer.train()  # type: ignore[attr-defined]
-        model.train()
         for key, val in metrics.items():
             rec.add(key, val, step, epoch, "epoch")
         result.epochs = epoch + 1

@@ -37,7 +37,7 @@ class NewTrial:
             cell can be grouped in SQL.
         config: The full ``TrialConfig.to_dict()``.
         params: The resolved hyperparameters.
-        role: ``grid``, ``tuning`` or ``final``.
+        role: ``grid``, ``tuning``, ``final`` or ``imported``.
         number: An external ordinal, e.g. the Optuna trial number.
     """
 

@@ -12,7 +12,7 @@ import functools
 import math
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 import torch
@@ -53,6 +53,11 @@ class Dataset:
     y_train: torch.Tensor
     x_val: torch.Tensor
     y_val: torch.Tensor
+    #: Further evaluation sets, evaluated like the validation set after every epoch, whose
+    #: metrics are recorded with the split's name instead of ``val`` (``test`` gives
+    #: ``test_loss``, ``train_eval`` gives ``train_eval_loss``): DeepOBS reports train-eval,
+    #: validation and test metrics side by side, and so do the workloads that follow it.
+    eval_splits: Mapping[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
 
     @property
     def n_train(self) -> int:
@@ -112,6 +117,16 @@ class Workload(ABC):
     seeded_init: ClassVar[bool] = True
     #: Upper bound of ``estimated_bytes()``; larger parameters are refused before allocating.
     max_bytes: ClassVar[int] = DEFAULT_MAX_BYTES
+    #: Whether an epoch drops the last, incomplete batch (DeepOBS's data sets do: with batch
+    #: 128 an epoch of the 1,000-sample quadratic is 7 steps, not 8).
+    drop_last: ClassVar[bool] = False
+    #: Whether the evaluation sets are also measured at the start point, before any step (as
+    #: DeepOBS records: its curves have ``num_epochs + 1`` entries). Those points have step 0
+    #: and epoch -1.
+    evaluate_at_start: ClassVar[bool] = False
+    #: Whether ``augment`` transforms every training batch (data augmentation; evaluation
+    #: sets are never augmented).
+    augments: ClassVar[bool] = False
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
@@ -209,6 +224,11 @@ class Workload(ABC):
         if self.classification:
             metrics["val_accuracy"] = float(correct) / n
         return metrics
+
+    def augment(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """A training batch as the model should see it (``augments = True``); draws only from
+        ``generator`` (seeded by the trial), so runs stay reproducible."""
+        return x
 
     def step_extras(self, model: nn.Module) -> Mapping[str, float]:
         """Extra per-record values (e.g. the parameter trajectory of a 2-d problem)."""
