@@ -108,6 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     dash.add_argument("--token", default=None,
                       help="access token the app asks for (?token=...); required with a "
                       "non-loopback --host (default: $BENCH_DASHBOARD_TOKEN)")
+
+    from bench_service import cli_analyze
+
+    cli_analyze.add_parsers(sub, _db_arg)
     return parser
 
 
@@ -419,9 +423,21 @@ def cmd_dashboard(args: argparse.Namespace) -> int:
     return launch(args.db, host=args.host, port=args.port, token=args.token)
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from bench_service.cli_analyze import cmd_analyze as run_analyze
+
+    return run_analyze(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench_service.cli_analyze import cmd_report as run_report
+
+    return run_report(args)
+
+
 _HANDLERS = {
     "run": cmd_run, "sweeps": cmd_sweeps, "results": cmd_results, "db": cmd_db,
-    "list": cmd_list, "dashboard": cmd_dashboard,
+    "list": cmd_list, "dashboard": cmd_dashboard, "analyze": cmd_analyze, "report": cmd_report,
 }
 
 

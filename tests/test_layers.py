@@ -30,8 +30,8 @@ LAYERS: dict[str, int] = {
     "engine": 1,
     "store": 2,
     "sweep": 3,
-    "cluster": 4,
-    "cli": 5, "api": 5, "dashboard": 5, "dashboard_launcher": 5, "results": 5,
+    "cluster": 4, "analysis": 4,
+    "cli": 5, "cli_analyze": 5, "api": 5, "dashboard": 5, "dashboard_launcher": 5, "results": 5,
 }
 
 
