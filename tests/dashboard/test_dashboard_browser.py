@@ -25,7 +25,7 @@ from bench_service.dashboard.screenshots import (
 
 EXPECTED = {
     "sweeps": "Sweeps", "convergence": "Convergence", "leaderboard": "Ranking per workload",
-    "tuning": "Optimisation history", "trial": "Curves",
+    "tuning": "Optimisation history", "analysis": "Which axis matters", "trial": "Curves",
 }
 TOKEN = "test-token-0123456789abcdef"
 
