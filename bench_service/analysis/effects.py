@@ -314,6 +314,9 @@ def cross_workload(frame: pd.DataFrame, mode: str, alpha: float = ALPHA) -> Cros
             shares = block.table.set_index("term")["eta_sq"]
             table["eta_sq"] = table["term"].map(shares)
             return CrossWorkload("mixed", reason, table, normal_p, notes)
+        except ImportError:
+            notes.append("statsmodels is not installed (pip install 'bench-service[analysis]'):"
+                         " ranks used instead of the mixed model")
         except (np.linalg.LinAlgError, ValueError) as exc:
             notes.append(f"the mixed model could not be fitted ({exc}); ranks used instead")
     ranked = data.assign(rank=data.groupby("workload")["score"].rank(ascending=False))
