@@ -238,8 +238,10 @@ def anova(
     for i, r in enumerate(rows):
         r["p_holm"] = p_holm[i]
         r["significant"] = np.nan_to_num(p_holm[i], nan=1.0) < alpha
+    with np.errstate(divide="ignore", invalid="ignore"):
+        resid_share = np.where(total > 0, rss / total, 0.0)
     rows.append({"term": "residual", "df": df_resid, "sum_sq": rss, "F": np.nan, "p": np.nan,
-                 "p_holm": np.nan, "eta_sq": np.where(total > 0, rss / total, 0.0),
+                 "p_holm": np.nan, "eta_sq": resid_share,
                  "partial_eta_sq": np.nan, "omega_sq": np.nan, "significant": False})
     if not many:
         rows = [{k: (v[0] if isinstance(v, np.ndarray) and v.ndim else v) for k, v in r.items()}

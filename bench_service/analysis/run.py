@@ -155,8 +155,8 @@ def summarize(a: Analysis) -> list[str]:
                 p = poi.iloc[0]
                 band = "" if math.isnan(p["ci_low"]) else \
                     f" (95 % CI {p['ci_low']:.2f}–{p['ci_high']:.2f})"
-                out.append(f"It beats the runner-up {second['cell']} with probability "
-                           f"{p['probability']:.2f}{band}.")
+                out.append(f"Probability that it beats the runner-up {second['cell']} on a "
+                           f"workload: {p['probability']:.2f}{band}.")
     if math.isfinite(a.ranking.p):
         verdict = "differ" if a.ranking.p < 0.05 else "are not told apart"
         out.append(f"Ranks over {a.ranking.blocks} (workload, seed) blocks {verdict} "

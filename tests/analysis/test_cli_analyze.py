@@ -115,3 +115,12 @@ def test_report_to_an_unwritable_place_is_one_line(db: str, tmp_path: Path,
     assert main(["report", "--sweep", "grid", "--db", db,
                  "-o", str(tmp_path / "missing" / "r.html")]) == 2
     assert "cannot write the report" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["analyze", "report"])
+def test_a_mistyped_database_is_not_created(command: str, tmp_path: Path) -> None:
+    typo = tmp_path / "bench-typo.db"
+    proc = run_bench(command, "--sweep", "demo", "--db", str(typo), "-o", str(tmp_path / "r"),
+                     cwd=tmp_path)
+    assert proc.returncode == 2 and "does not exist" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
