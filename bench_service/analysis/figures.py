@@ -120,7 +120,8 @@ def cd_figure(ranking: Ranking, top: int = 20) -> go.Figure:
                         hoverinfo="skip")
     fig.update_yaxes(visible=False, range=[-(n + 1), 2.2])
     fig.update_xaxes(title_text="mean rank over (workload, seed) blocks (1 = best)")
-    title = (f"Friedman χ² = {ranking.statistic:.3g}, p = {ranking.p:.3g}; "
+    test = "Friedman χ²" if ranking.k >= 3 else "Wilcoxon W"
+    title = (f"{test} = {ranking.statistic:.3g}, p = {ranking.p:.3g}; "
              f"{ranking.k} cells, {ranking.blocks} blocks") if math.isfinite(ranking.p) \
         else "rank test not possible"
     return _layout(fig, max(320, 24 * n + 160), title=title)

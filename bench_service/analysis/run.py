@@ -159,8 +159,10 @@ def summarize(a: Analysis) -> list[str]:
                            f"workload: {p['probability']:.2f}{band}.")
     if math.isfinite(a.ranking.p):
         verdict = "differ" if a.ranking.p < 0.05 else "are not told apart"
-        out.append(f"Ranks over {a.ranking.blocks} (workload, seed) blocks {verdict} "
-                   f"(Friedman p = {a.ranking.p:.3g}); critical difference {a.ranking.cd:.2f}.")
+        test = "Friedman" if a.ranking.k >= 3 else "Wilcoxon signed-rank"
+        out.append(f"Ranks of {a.ranking.k} cells over {a.ranking.blocks} (workload, seed) "
+                   f"blocks {verdict} ({test} p = {a.ranking.p:.3g}); critical difference "
+                   f"{a.ranking.cd:.2f}.")
     for w, g in a.paired.groupby("workload"):
         sure = int(g["significant"].sum())
         out.append(f"On {w} the best cell is {g['best'].iloc[0]}; {sure} of {len(g)} others "
