@@ -132,6 +132,9 @@ def build_parser() -> argparse.ArgumentParser:
     from bench_service.cli_service import add_parsers
 
     add_parsers(sub)
+    from bench_service import cli_analyze
+
+    cli_analyze.add_parsers(sub, _db_arg)
     return parser
 
 
@@ -493,10 +496,23 @@ def cmd_data(args: argparse.Namespace) -> int:
     return run_data(args)
 
 
+def cmd_analyze(args: argparse.Namespace) -> int:
+    from bench_service.cli_analyze import cmd_analyze as run_analyze
+
+    return run_analyze(args)
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from bench_service.cli_analyze import cmd_report as run_report
+
+    return run_report(args)
+
+
 _HANDLERS = {
     "run": cmd_run, "sweeps": cmd_sweeps, "results": cmd_results, "db": cmd_db,
     "list": cmd_list, "dashboard": cmd_dashboard, "import": cmd_import, "export": cmd_export,
     "data": cmd_data,
+    "analyze": cmd_analyze, "report": cmd_report,
 }
 
 

@@ -30,9 +30,9 @@ LAYERS: dict[str, int] = {
     "engine": 1,
     "store": 2,
     "sweep": 3,
-    "cluster": 4,
-    "cli": 5, "cli_deepobs": 5, "cli_data": 5, "api": 5, "dashboard": 5, "dashboard_launcher": 5,
-    "results": 5, "cli_service": 5, "client": 5,
+    "cluster": 4, "analysis": 4,
+    "cli": 5, "cli_deepobs": 5, "cli_data": 5, "cli_analyze": 5, "api": 5, "dashboard": 5,
+    "dashboard_launcher": 5, "results": 5, "cli_service": 5, "client": 5,
 }
 
 

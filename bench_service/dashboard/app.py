@@ -27,6 +27,7 @@ PAGES: tuple[tuple[str, str, str, str], ...] = (
     ("convergence.py", "Convergence", ":material/show_chart:", "convergence"),
     ("leaderboard.py", "Leaderboard", ":material/leaderboard:", "leaderboard"),
     ("tuning.py", "Tuning", ":material/tune:", "tuning"),
+    ("analysis.py", "Analysis", ":material/analytics:", "analysis"),
     ("trial.py", "Trial", ":material/description:", "trial"),
 )
 

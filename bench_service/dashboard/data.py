@@ -256,3 +256,14 @@ def time_to_target(url: str, sweep_id: int, fp: str) -> pd.DataFrame:
 
     ranked, _ = analysis.ranked_trials(trials(url, sweep_id, fp))
     return analysis.time_to_target(ranked)
+
+
+@st.cache_data(ttl=LONG_TTL, max_entries=16, show_spinner=False)
+def analysis_result(url: str, sweep_id: int, fp: str, sweep: str, objective: str | None,
+                    workload: str | None) -> Any:
+    """``bench_service.analysis.analyze`` of the sweep (cached per fingerprint: the same
+    numbers as ``bench analyze``)."""
+    from bench_service.analysis import analyze
+
+    return analyze(trials(url, sweep_id, fp), sweep=sweep, spec=spec(url, sweep, fp),
+                   objective=objective, workload=workload)

@@ -41,6 +41,7 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("convergence", "convergence"),
     ("leaderboard", "leaderboard"),
     ("tuning", "tuning"),
+    ("analysis", "analysis"),
     ("trial", "trial"),
 )
 CHROMIUM_FLAGS = (

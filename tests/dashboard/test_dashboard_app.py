@@ -17,7 +17,7 @@ from _apptest import chart_data, figures, no_exception, open_page, plotly_values
 from bench_service.dashboard.palette import color_of
 from bench_service.dashboard.smoothing import ema
 
-PAGES = ["sweeps", "convergence", "leaderboard", "tuning", "trial"]
+PAGES = ["sweeps", "convergence", "leaderboard", "tuning", "analysis", "trial"]
 MakeApp = Callable[..., Any]
 
 

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.slow  # real dashboard servers: handed out first (tests
 
 EXPECTED = {
     "sweeps": "Sweeps", "convergence": "Convergence", "leaderboard": "Ranking per workload",
-    "tuning": "Optimisation history", "trial": "Curves",
+    "tuning": "Optimisation history", "analysis": "Which axis matters", "trial": "Curves",
 }
 TOKEN = "test-token-0123456789abcdef"
 
