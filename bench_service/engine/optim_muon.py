@@ -67,6 +67,18 @@ def muon_groups(model: nn.Module, where: str = "optimizer") -> list[dict[str, An
     return groups
 
 
+def torch_optimizer(name: str, since: str) -> Any:
+    """``torch.optim.<name>``, or a one-line ``IncompatibleError`` naming the torch release
+    that added it (the package's metadata allows torch>=2.4, older than some entries)."""
+    cls = getattr(torch.optim, name, None)
+    if cls is None:
+        raise IncompatibleError(
+            "optimizer", f"torch.optim.{name} needs torch>={since}; this is torch "
+            f"{torch.__version__}"
+        )
+    return cls
+
+
 class MuonWithAdamW(torch.optim.Optimizer):
     """One optimizer over two: ``torch.optim.Muon`` and ``torch.optim.AdamW``.
 
@@ -94,7 +106,7 @@ class MuonWithAdamW(torch.optim.Optimizer):
         super().__init__(to_muon + to_adamw, {})
         self.inner: list[torch.optim.Optimizer] = []
         if to_muon:
-            self.inner.append(torch.optim.Muon(to_muon, **muon))
+            self.inner.append(torch_optimizer("Muon", "2.9")(to_muon, **muon))
         if to_adamw:
             self.inner.append(torch.optim.AdamW(to_adamw, **adamw))
         self.param_groups = [g for opt in self.inner for g in opt.param_groups]

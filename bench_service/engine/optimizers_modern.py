@@ -27,7 +27,7 @@ from typing import Any
 import torch
 
 from bench_service.engine.hparams import HyperParam, ParamSpace, lr_param
-from bench_service.engine.optim_muon import MuonWithAdamW, muon_groups
+from bench_service.engine.optim_muon import MuonWithAdamW, muon_groups, torch_optimizer
 from bench_service.engine.optimizers import (
     OPTIMIZERS,
     OptimizerEntry,
@@ -131,7 +131,7 @@ _register(
         HyperParam("eps2", 1e-3, log=True, minimum=0.0,
                    help="relative-step floor ε2 (ε1 left to torch)"),
     ),
-    lambda params, hp: torch.optim.Adafactor(
+    lambda params, hp: torch_optimizer("Adafactor", "2.5")(
         params, lr=hp["lr"], beta2_decay=hp["beta2_decay"], d=hp["d"], eps=(None, hp["eps2"]),
     ),
     "R ← β2 R + (1-β2) rowmean(G²) ; C ← β2 C + (1-β2) colmean(G²) ; V = R Cᵀ / sum(R) ; "
