@@ -77,6 +77,10 @@ class TrialOut(BaseModel):
     epochs: int | None
     wall_time: float | None
     examples_per_sec: float | None
+    step_time_mean: float | None
+    step_time_p90: float | None
+    optimizer_state_bytes: int | None
+    peak_memory_bytes: int | None
     diverged_step: int | None
     step_to_target: int | None
     time_to_target: float | None
@@ -90,6 +94,7 @@ class TrialOut(BaseModel):
     final: dict[str, Any] | None
     best: dict[str, Any] | None
     error: str | None
+    execution: str | None
     started_at: str | None
     finished_at: str | None
 

@@ -28,15 +28,17 @@ SORTABLE: tuple[str, ...] = (
     "id", *AXES, "seed", "status", "role", "number", "wall_time", "steps", "epochs",
     "final_val_loss", "best_val_loss", "final_val_accuracy", "best_val_accuracy",
     "final_train_loss", "objective", "diverged_step", "started_at", "finished_at",
+    "step_time_mean", "step_time_p90", "optimizer_state_bytes", "peak_memory_bytes",
 )
 #: Columns of one trial in a page (``params``/``final``/``best`` as JSON objects).
 PAGE_COLUMNS: tuple[str, ...] = (
     "id", "trial_hash", "cell_key", *AXES, "seed", "role", "number", "status", "attempt",
-    "host", "device", "steps", "epochs", "wall_time", "examples_per_sec", "diverged_step",
+    "host", "device", "steps", "epochs", "wall_time", "examples_per_sec", "step_time_mean",
+    "step_time_p90", "optimizer_state_bytes", "peak_memory_bytes", "diverged_step",
     "step_to_target",
     "time_to_target", "final_val_loss", "final_val_accuracy", "final_train_loss",
     "best_val_loss", "best_val_accuracy", "objective", "params", "final", "best", "error",
-    "started_at", "finished_at",
+    "execution", "started_at", "finished_at",
 )
 #: Job fields ``set_job`` writes.
 JOB_FIELDS: frozenset[str] = frozenset({
