@@ -60,7 +60,11 @@ def test_quickstart_is_small_and_all_algorithms_covers_every_registry_entry() ->
     quick = plan_sweep(load_spec(EXAMPLES / "quickstart.yaml"))
     assert len(quick.trials) == 2 * 4 * 2 * 1 * 2
     big = plan_sweep(load_spec(EXAMPLES / "all_algorithms.yaml"))
-    assert {t.optimizer for t in big.trials} == set(OPTIMIZERS.builtin_names())
+    # every optimizer is in the grid; one with no trial there is skipped as incompatible, with
+    # its reason (muon: cnn_digits has no hidden 2-D matrix)
+    skipped = {s.optimizer for s in big.skipped} - {t.optimizer for t in big.trials}
+    assert {t.optimizer for t in big.trials} | skipped == set(OPTIMIZERS.builtin_names())
+    assert skipped == {"muon"}, skipped
     assert {t.scheduler for t in big.trials} == set(SCHEDULERS.builtin_names())
     assert {t.regularizer for t in big.trials} == set(REGULARIZERS.builtin_names())
     assert len(big.trials) >= 1000
