@@ -9,7 +9,7 @@
 # a local folder holding torch-<version>+cpu-*.whl works too).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-common=(pyproject.toml --extra postgres --extra parquet --extra dashboard --extra service
+common=(pyproject.toml --extra postgres --extra parquet --extra dashboard --extra service --extra analysis
         --python-version 3.11 --python-platform x86_64-manylinux_2_28
         --custom-compile-command "deploy/lock.sh" --quiet)
 torch_cpu="$(mktemp)"
