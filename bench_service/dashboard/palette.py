@@ -96,8 +96,11 @@ def color_of(axis: str, value: object, among: Iterable[object] = ()) -> str:
 
 
 def dash_map(axis: str, values: Iterable[object]) -> dict[str, str]:
-    """``{value: line dash}`` (a second visual channel beside colour), placed as colours."""
-    return {n: DASHES[i % len(DASHES)] for n, i in slots(axis, values).items()}
+    """``{value: line dash}`` (a second visual channel beside colour), placed as colours;
+    past the palette's end (where colours repeat) the dash shifts, so a repeated colour never
+    comes with the same dash."""
+    return {n: DASHES[(i + i // len(PALETTE)) % len(DASHES)]
+            for n, i in slots(axis, values).items()}
 
 
 def dash_of(axis: str, value: object, among: Iterable[object] = ()) -> str:
