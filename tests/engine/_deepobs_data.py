@@ -54,7 +54,7 @@ def _batch(path: Path, x: np.ndarray, y: np.ndarray, label_key: bytes) -> None:
     path.write_bytes(pickle.dumps(doc, protocol=2))
 
 
-def write_cifar10(folder: Path, per_batch: int = 120, n_test: int = 100) -> None:
+def write_cifar10(folder: Path, per_batch: int = 40, n_test: int = 40) -> None:
     root = folder / "cifar-10-batches-py"
     root.mkdir(parents=True, exist_ok=True)
     for i in range(1, 6):
@@ -62,7 +62,7 @@ def write_cifar10(folder: Path, per_batch: int = 120, n_test: int = 100) -> None
     _batch(root / "test_batch", *images(n_test, 10, (3, 32, 32), 9), b"labels")
 
 
-def write_cifar100(folder: Path, n_train: int = 600, n_test: int = 100) -> None:
+def write_cifar100(folder: Path, n_train: int = 200, n_test: int = 40) -> None:
     root = folder / "cifar-100-python"
     root.mkdir(parents=True, exist_ok=True)
     # Ten of the hundred labels in use, so that a few steps of the slow-starting All-CNN-C

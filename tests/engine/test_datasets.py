@@ -31,7 +31,7 @@ def test_idx_round_trip_and_header_checks(tmp_path: Path) -> None:
 
 
 def test_cifar_batches_read_and_a_malicious_pickle_is_refused(tmp_path: Path) -> None:
-    write_cifar10(tmp_path)
+    write_cifar10(tmp_path, per_batch=120)
     x, y = datasets.read_cifar_batch(tmp_path / "cifar-10-batches-py" / "data_batch_1")
     assert x.shape == (120, 3, 32, 32) and x.dtype == np.uint8 and y.shape == (120,)
 

@@ -64,7 +64,7 @@ class Dataset:
         return int(self.x_train.shape[0])
 
 
-_DATA_CACHE: dict[tuple[str, tuple[tuple[str, Any], ...]], Dataset] = {}
+_DATA_CACHE: dict[tuple[str, tuple[tuple[str, Any], ...], torch.dtype], Dataset] = {}
 
 #: Bytes per model parameter in training: float32 weight, gradient and two optimizer moments.
 MODEL_BYTES_PER_PARAM = 16
@@ -165,8 +165,10 @@ class Workload(ABC):
         """Build the data set deterministically (no download); called once per process."""
 
     def data(self) -> Dataset:
-        """The cached data set of this workload and parameters."""
-        key = (self.name, tuple(sorted(self.params.items())))
+        """The cached data set of this workload and parameters, per default dtype: a workload
+        that draws its data in the default dtype (the quadratic) draws other numbers under
+        ``torch.set_default_dtype(torch.float64)``, and a float32 run must never see those."""
+        key = (self.name, tuple(sorted(self.params.items())), torch.get_default_dtype())
         if key not in _DATA_CACHE:
             _DATA_CACHE[key] = self.make_data()
         return _DATA_CACHE[key]
