@@ -108,6 +108,21 @@ def test_data_is_deterministic_cached_and_consistent(name: str) -> None:
     assert data.y_train.shape[1:] == data.y_val.shape[1:]
 
 
+def test_the_data_cache_keeps_a_float64_run_from_a_float32_one() -> None:
+    """The quadratic draws its data in the default dtype: data built under float64 (the packed
+    equivalence tests) must not be what a later float32 run of the same process gets."""
+    params = {"dim": 5}
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        wide = build_workload("quadratic", params).data()
+    finally:
+        torch.set_default_dtype(old)
+    narrow = build_workload("quadratic", params).data()
+    assert wide.x_train.dtype == torch.float64 and narrow.x_train.dtype == torch.float32
+    assert torch.equal(narrow.x_train, build_workload("quadratic", params).make_data().x_train)
+
+
 @pytest.mark.parametrize("name", NAMES)
 def test_model_output_fits_loss(name: str) -> None:
     wl = build_workload(name)
