@@ -464,9 +464,6 @@ def test_a_sweep_submitted_over_http_runs_across_the_hosts(topo: Topology) -> No
                  f"job states {sweep.states}")
 
 
-@pytest.mark.skip(reason="after the 2026-12-02 merge this case's mid-sweep point (one trial "
-                  "done, two running) is not reached in 180 s, also on a quiet machine; issue 12 "
-                  "stays open until it is found")
 def test_a_worker_hosts_processes_killed_mid_sweep(topo: Topology) -> None:
     sweep = _submit(topo, _spec("topo-kill"))
     _mid_sweep(topo, sweep)
@@ -516,9 +513,6 @@ def _job_log(topo: Topology, sweep: Sweep) -> str:
         return ""
 
 
-@pytest.mark.skip(reason="after the 2026-12-02 merge this case's mid-sweep point (one trial "
-                  "done, two running) is not reached in 180 s, also on a quiet machine; issue 12 "
-                  "stays open until it is found")
 def test_postgres_restarted_mid_sweep(topo: Topology) -> None:
     sweep = _submit(topo, _spec("topo-pg"))
     _mid_sweep(topo, sweep)
