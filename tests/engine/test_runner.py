@@ -197,40 +197,34 @@ def test_plateau_reduces_lr_when_val_loss_stalls() -> None:
 
 #: Where every optimizer is tried: a classifier with hidden matrices (every optimizer's home
 #: ground, Muon's included) and a one-layer regression (no hidden matrix: Muon must refuse it
-#: up front). Every workload in turn trains with Adam below. The full optimizer x workload
+#: up front). Every workload in turn runs through the runner below. The full optimizer x workload
 #: product took most of the suite's time (Kron on gpt_small alone ran past 10 minutes) and
 #: tested nothing these two do not: an optimizer's arithmetic is the library's (checked in
 #: test_optimizers*), a workload's training loop is the runner's.
 OPTIMIZER_WORKLOADS = {"mlp_digits": {"hidden": 32}, "linreg": {}}
 
 
-def _trains(c: TrialConfig) -> None:
-    """Default hyperparameters, short budget: the validation loss falls below its initial
-    value (validation, not the noisy mini-batch loss, so that slow-but-right optimizers pass)."""
-    prep = prepare_trial(c)
-    data = prep.workload.data()
-    model = prep.workload.init_model(c.seed, prep.arch).eval()
-    initial = prep.workload.evaluate(model, data.x_val, data.y_val)["val_loss"]
-    r = run_trial(c)
-    assert r.status == "completed", r.error
-    assert r.final["val_loss"] < initial, f"{c.optimizer.name} on {c.workload.name}: " \
-        f"{initial} -> {r.final}"
-
-
 @pytest.mark.parametrize("workload", sorted(OPTIMIZER_WORKLOADS))
 @pytest.mark.parametrize("optimizer", OPTIMIZERS.builtin_names())
 def test_every_optimizer_trains_or_is_refused_up_front(optimizer: str, workload: str) -> None:
+    """Default hyperparameters, short budget: the validation loss falls below its initial
+    value (validation, not the noisy mini-batch loss, so that slow-but-right optimizers pass)."""
     c = cfg(workload={"name": workload, "params": OPTIMIZER_WORKLOADS[workload]},
             optimizer=optimizer, budget={"steps": 40}, batch_size=32)
     try:
-        prepare_trial(c)
+        prep = prepare_trial(c)
     except IncompatibleError as exc:
         # only an optimizer that declares which models it is for may refuse one, by name
         assert OPTIMIZERS.get(optimizer).param_groups is not None, exc
         assert optimizer in str(exc) or "matri" in str(exc), exc
         assert workload != "mlp_digits", f"{optimizer} refuses an MLP: {exc}"
         return
-    _trains(c)
+    data = prep.workload.data()
+    model = prep.workload.init_model(c.seed, prep.arch).eval()
+    initial = prep.workload.evaluate(model, data.x_val, data.y_val)["val_loss"]
+    r = run_trial(c)
+    assert r.status == "completed", r.error
+    assert r.final["val_loss"] < initial, f"{optimizer} on {workload}: {initial} -> {r.final}"
 
 
 @pytest.mark.parametrize("workload", WORKLOADS.builtin_names())

@@ -50,14 +50,6 @@ def _state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@torch.no_grad()
-def _train_loss(wl: Workload, model: nn.Module, rows: int = 256) -> float:
-    """Loss on a fixed slice of the training set, in eval mode so dropout cannot blur it."""
-    d = wl.data()
-    model.eval()
-    return float(wl.loss_fn(model(d.x_train[:rows]), d.y_train[:rows]))
-
-
 # --- the contract, for every workload -------------------------------------------------------
 @pytest.mark.parametrize("name", NAMES)
 def test_class_is_documented(name: str) -> None:
